@@ -2,6 +2,7 @@
 
 pub mod keyring;
 pub mod local;
+pub mod tencent;
 
 use std::fmt;
 
