@@ -5,9 +5,13 @@
 //! [`kms::Kms::decrypt`]. The byte layout is in `docs/FORMAT.md`.
 
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod cipher;
 pub mod context;
+pub mod envelope;
+pub mod format;
+pub mod io;
 pub mod kms;
 pub mod secret;
+pub mod stream;

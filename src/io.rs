@@ -1,0 +1,290 @@
+//! Safe file I/O: mapped or streamed input, atomic output, and the same-file check.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+/// A path argument where `-` means standard input or output.
+pub const STDIO: &str = "-";
+
+/// An opened input: a memory map of a regular file, or a stream.
+pub enum Input {
+    /// A regular, non-empty file, mapped read-only.
+    Mapped(memmap2::Mmap),
+    /// Anything that cannot be mapped: a pipe, a FIFO, stdin, a zero-size special file.
+    Stream(Box<dyn Read + Send>),
+}
+
+/// Identifies a file by device and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// Opens `path` (or stdin for `-`), mapping it when it is a regular non-empty file. Returns the
+/// input and, for a file, its identity for the same-file check.
+pub fn open_input(path: &Path) -> io::Result<(Input, Option<FileId>)> {
+    if path.as_os_str() == STDIO {
+        return Ok((Input::Stream(Box::new(io::stdin())), None));
+    }
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a directory",
+        ));
+    }
+    let id = Some(FileId::of(&meta));
+    if meta.is_file() && meta.len() > 0 {
+        if let Ok(map) = mapping::map(&file) {
+            return Ok((Input::Mapped(map), id));
+        }
+    }
+    Ok((Input::Stream(Box::new(file)), id))
+}
+
+/// Where output goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputTarget {
+    /// Standard output.
+    Stdout,
+    /// A file, replaced only with `force`.
+    File {
+        /// The destination.
+        path: PathBuf,
+        /// Whether an existing destination may be replaced.
+        force: bool,
+    },
+}
+
+impl OutputTarget {
+    /// `-` is stdout; anything else a file.
+    pub fn from_arg(path: &Path, force: bool) -> Self {
+        if path.as_os_str() == STDIO {
+            Self::Stdout
+        } else {
+            Self::File {
+                path: path.to_owned(),
+                force,
+            }
+        }
+    }
+}
+
+/// Why an output could not be prepared.
+#[derive(Debug)]
+pub enum OutputError {
+    /// The destination exists and `--force` was not given.
+    Exists(PathBuf),
+    /// The destination is the input file.
+    SameFile(PathBuf),
+    /// Creating the temporary file failed.
+    Io(PathBuf, io::Error),
+}
+
+impl std::fmt::Display for OutputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exists(p) => write!(
+                f,
+                "{} already exists (use --force to replace it)",
+                p.display()
+            ),
+            Self::SameFile(p) => write!(f, "output {} is the input file", p.display()),
+            Self::Io(p, err) => write!(f, "{}: {err}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for OutputError {}
+
+/// An output being written: a mode-0600 temporary file beside the destination, renamed into
+/// place by [`Output::commit`] and removed if dropped uncommitted; or stdout.
+pub enum Output {
+    /// A temporary file and its final destination.
+    File {
+        /// The temporary file.
+        tmp: io::BufWriter<NamedTempFile>,
+        /// The destination.
+        path: PathBuf,
+        /// Whether to replace an existing destination.
+        force: bool,
+    },
+    /// Standard output.
+    Stdout(io::StdoutLock<'static>),
+}
+
+impl Output {
+    /// Checks the destination (exists? the input itself?) and creates the temporary file.
+    /// Nothing is created when a check fails.
+    pub fn create(target: &OutputTarget, input: Option<FileId>) -> Result<Self, OutputError> {
+        let (path, force) = match target {
+            OutputTarget::Stdout => return Ok(Self::Stdout(io::stdout().lock())),
+            OutputTarget::File { path, force } => (path, *force),
+        };
+
+        if let Ok(meta) = fs::metadata(path) {
+            if input == Some(FileId::of(&meta)) {
+                return Err(OutputError::SameFile(path.clone()));
+            }
+            if !force {
+                return Err(OutputError::Exists(path.clone()));
+            }
+        } else if fs::symlink_metadata(path).is_ok() && !force {
+            return Err(OutputError::Exists(path.clone()));
+        }
+
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".datakey-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(|err| OutputError::Io(path.clone(), err))?;
+        let tmp = io::BufWriter::with_capacity(1024 * 1024, tmp);
+        Ok(Self::File {
+            tmp,
+            path: path.clone(),
+            force,
+        })
+    }
+
+    /// The writer.
+    pub fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Self::File { tmp, .. } => tmp,
+            Self::Stdout(out) => out,
+        }
+    }
+
+    /// Flushes, syncs and renames the file into place (never over an existing file without
+    /// `force`).
+    pub fn commit(self) -> io::Result<()> {
+        match self {
+            Self::Stdout(mut out) => out.flush(),
+            Self::File { tmp, path, force } => {
+                let tmp = tmp.into_inner().map_err(io::IntoInnerError::into_error)?;
+                tmp.as_file().sync_all()?;
+                let persisted = if force {
+                    tmp.persist(&path)
+                } else {
+                    tmp.persist_noclobber(&path)
+                };
+                persisted.map_err(|err| err.error)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The one place that calls `mmap`.
+#[allow(unsafe_code)]
+mod mapping {
+    use std::fs::File;
+    use std::io;
+
+    pub fn map(file: &File) -> io::Result<memmap2::Mmap> {
+        // SAFETY: the map is read-only and private to this process. If another process
+        // truncates or rewrites the file while it is mapped, reads may fault (SIGBUS) or see
+        // changed bytes; changed bytes fail authentication on decrypt, and on encrypt they are
+        // the same race any reader of a changing file has. The README states this limit.
+        let map = unsafe { memmap2::MmapOptions::new().map(file)? };
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_existing_and_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        fs::write(&input, b"x").unwrap();
+        let (_, id) = open_input(&input).unwrap();
+
+        let target = OutputTarget::File {
+            path: input.clone(),
+            force: true,
+        };
+        assert!(matches!(
+            Output::create(&target, id),
+            Err(OutputError::SameFile(_))
+        ));
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&input, &link).unwrap();
+        let target = OutputTarget::File {
+            path: link,
+            force: true,
+        };
+        assert!(matches!(
+            Output::create(&target, id),
+            Err(OutputError::SameFile(_))
+        ));
+
+        let other = dir.path().join("other");
+        fs::write(&other, b"y").unwrap();
+        let target = OutputTarget::File {
+            path: other,
+            force: false,
+        };
+        assert!(matches!(
+            Output::create(&target, id),
+            Err(OutputError::Exists(_))
+        ));
+    }
+
+    #[test]
+    fn uncommitted_output_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let target = OutputTarget::File {
+            path: path.clone(),
+            force: false,
+        };
+        let mut out = Output::create(&target, None).unwrap();
+        out.writer().write_all(b"partial").unwrap();
+        drop(out);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        let mut out = Output::create(&target, None).unwrap();
+        out.writer().write_all(b"whole").unwrap();
+        out.commit().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"whole");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn maps_regular_files_and_streams_empty_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"data").unwrap();
+        assert!(matches!(open_input(&path).unwrap().0, Input::Mapped(_)));
+        fs::write(&path, b"").unwrap();
+        assert!(matches!(open_input(&path).unwrap().0, Input::Stream(_)));
+        assert!(open_input(dir.path()).is_err());
+    }
+}
