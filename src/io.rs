@@ -2,7 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
@@ -49,10 +49,11 @@ pub fn open_input(path: &Path) -> io::Result<(Input, Option<FileId>)> {
         ));
     }
     let id = Some(FileId::of(&meta));
-    if meta.is_file() && meta.len() > 0 {
-        if let Ok(map) = mapping::map(&file) {
-            return Ok((Input::Mapped(map), id));
-        }
+    if meta.is_file()
+        && meta.len() > 0
+        && let Ok(map) = mapping::map(&file)
+    {
+        return Ok((Input::Mapped(map), id));
     }
     Ok((Input::Stream(Box::new(file)), id))
 }
@@ -90,9 +91,12 @@ impl OutputTarget {
 pub enum OutputError {
     /// The destination exists and `--force` was not given.
     Exists(PathBuf),
+    /// The destination is neither a regular file nor a stream device (a directory, a block
+    /// device, a socket).
+    NotAFile(PathBuf),
     /// The destination is the input file.
     SameFile(PathBuf),
-    /// Creating the temporary file failed.
+    /// Creating the temporary file or opening the device failed.
     Io(PathBuf, io::Error),
 }
 
@@ -104,6 +108,7 @@ impl std::fmt::Display for OutputError {
                 "{} already exists (use --force to replace it)",
                 p.display()
             ),
+            Self::NotAFile(p) => write!(f, "output {} is not a regular file", p.display()),
             Self::SameFile(p) => write!(f, "output {} is the input file", p.display()),
             Self::Io(p, err) => write!(f, "{}: {err}", p.display()),
         }
@@ -113,7 +118,8 @@ impl std::fmt::Display for OutputError {
 impl std::error::Error for OutputError {}
 
 /// An output being written: a mode-0600 temporary file beside the destination, renamed into
-/// place by [`Output::commit`] and removed if dropped uncommitted; or stdout.
+/// place by [`Output::commit`] and removed if dropped uncommitted; an existing character device
+/// or FIFO (`/dev/null`, a named pipe), written in place; or stdout.
 pub enum Output {
     /// A temporary file and its final destination.
     File {
@@ -124,6 +130,8 @@ pub enum Output {
         /// Whether to replace an existing destination.
         force: bool,
     },
+    /// A character device or FIFO, written directly: it holds no file to replace.
+    Device(File),
     /// Standard output.
     Stdout(io::StdoutLock<'static>),
 }
@@ -140,6 +148,13 @@ impl Output {
         if let Ok(meta) = fs::metadata(path) {
             if input == Some(FileId::of(&meta)) {
                 return Err(OutputError::SameFile(path.clone()));
+            }
+            let kind = meta.file_type();
+            if kind.is_char_device() || kind.is_fifo() {
+                return open_device(path);
+            }
+            if !kind.is_file() {
+                return Err(OutputError::NotAFile(path.clone()));
             }
             if !force {
                 return Err(OutputError::Exists(path.clone()));
@@ -169,6 +184,7 @@ impl Output {
     pub fn writer(&mut self) -> &mut dyn Write {
         match self {
             Self::File { tmp, .. } => tmp,
+            Self::Device(file) => file,
             Self::Stdout(out) => out,
         }
     }
@@ -178,6 +194,7 @@ impl Output {
     pub fn commit(self) -> io::Result<()> {
         match self {
             Self::Stdout(mut out) => out.flush(),
+            Self::Device(mut file) => file.flush(),
             Self::File { tmp, path, force } => {
                 let tmp = tmp.into_inner().map_err(io::IntoInnerError::into_error)?;
                 tmp.as_file().sync_all()?;
@@ -191,6 +208,15 @@ impl Output {
             }
         }
     }
+}
+
+/// Opens an existing character device or FIFO for writing, without creating or truncating.
+fn open_device(path: &Path) -> Result<Output, OutputError> {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map(Output::Device)
+        .map_err(|err| OutputError::Io(path.to_owned(), err))
 }
 
 /// The one place that calls `mmap`.
@@ -275,6 +301,59 @@ mod tests {
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn writes_devices_in_place_and_refuses_directories() {
+        let null = Path::new("/dev/null");
+        for force in [false, true] {
+            let target = OutputTarget::File {
+                path: null.to_owned(),
+                force,
+            };
+            let mut out = Output::create(&target, None).unwrap();
+            assert!(matches!(out, Output::Device(_)));
+            out.writer().write_all(b"discarded").unwrap();
+            out.commit().unwrap();
+            assert!(fs::metadata(null).unwrap().file_type().is_char_device());
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let target = OutputTarget::File {
+            path: dir.path().to_owned(),
+            force: true,
+        };
+        assert!(matches!(
+            Output::create(&target, None),
+            Err(OutputError::NotAFile(_))
+        ));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn writes_fifos_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+
+        let target = OutputTarget::File {
+            path: fifo.clone(),
+            force: false,
+        };
+        let mut out = Output::create(&target, None).unwrap();
+        out.writer().write_all(b"through the pipe").unwrap();
+        out.commit().unwrap();
+        assert_eq!(reader.join().unwrap(), b"through the pipe");
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
