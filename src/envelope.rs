@@ -387,6 +387,12 @@ fn unlock_entry(
         context: context.clone(),
     };
     let unwrapped = kms.decrypt(&request).map_err(DecryptError::Kms)?;
+    if unwrapped.key_id != entry.key_id {
+        return Err(DecryptError::Header(HeaderError::Malformed(format!(
+            "the wrapped key names master key {:?} but the KMS unwrapped it with {:?}",
+            entry.key_id, unwrapped.key_id
+        ))));
+    }
     let keys = FileKeys::derive(&unwrapped.plaintext, header.core.cipher, &header.core.salt)
         .map_err(|_: KeyCheckError| DecryptError::Authentication)?;
     keys.verify(header)
