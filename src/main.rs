@@ -480,23 +480,7 @@ fn generate_data_key(keyring: Option<PathBuf>, args: GenerateArgs) -> Result<(),
         kms.generate_data_key(&request)
     });
     match result {
-        Ok(generated) => {
-            let plaintext = Zeroizing::new(BASE64.encode(generated.plaintext.as_bytes()));
-            let body = Zeroizing::new(
-                serde_json::to_string_pretty(&json!({
-                    "code": 0,
-                    "message": "",
-                    "requestId": generated.request_id,
-                    "KeyId": generated.key_id,
-                    "Plaintext": plaintext.as_str(),
-                    "CiphertextBlob": generated.ciphertext_blob,
-                }))
-                .expect("json values serialize"),
-            );
-            let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "{}", body.as_str())
-                .map_err(|e| Failure::new(EXIT_USAGE, format!("writing stdout: {e}")))
-        }
+        Ok(generated) => print_generated(&generated),
         Err(err) => {
             let request_id = if err.request_id.is_empty() {
                 datakey::kms::new_request_id()
@@ -521,6 +505,40 @@ fn generate_data_key(keyring: Option<PathBuf>, args: GenerateArgs) -> Result<(),
             Err(Failure::new(code, err))
         }
     }
+}
+
+/// The GenerateDataKey response, borrowed so that the key exists only in zeroizing buffers.
+#[derive(serde::Serialize)]
+struct GenerateResponse<'a> {
+    code: i64,
+    message: &'a str,
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
+    #[serde(rename = "KeyId")]
+    key_id: &'a str,
+    #[serde(rename = "Plaintext")]
+    plaintext: &'a str,
+    #[serde(rename = "CiphertextBlob")]
+    ciphertext_blob: &'a str,
+}
+
+fn print_generated(generated: &datakey::kms::GeneratedDataKey) -> Result<(), Failure> {
+    let plaintext = Zeroizing::new(BASE64.encode(generated.plaintext.as_bytes()));
+    let response = GenerateResponse {
+        code: 0,
+        message: "",
+        request_id: &generated.request_id,
+        key_id: &generated.key_id,
+        plaintext: &plaintext,
+        ciphertext_blob: &generated.ciphertext_blob,
+    };
+    let mut body = Zeroizing::new(Vec::with_capacity(1024 + 2 * plaintext.len()));
+    serde_json::to_writer_pretty(&mut *body, &response).expect("json values serialize");
+    body.push(b'\n');
+    std::io::stdout()
+        .lock()
+        .write_all(&body)
+        .map_err(|e| Failure::new(EXIT_USAGE, format!("writing stdout: {e}")))
 }
 
 fn build_generate_request(args: &GenerateArgs) -> Result<GenerateDataKeyRequest, KmsError> {
