@@ -623,3 +623,41 @@ fn reads_a_fifo_as_a_stream() {
     writer.join().unwrap();
     assert_eq!(fs::read(sb.path("out")).unwrap(), pattern(100_000, 2));
 }
+
+#[test]
+fn encrypts_zero_size_proc_files_as_streams() {
+    let sb = Sandbox::new();
+    let expected = fs::read("/proc/version").unwrap();
+    assert_eq!(
+        fs::metadata("/proc/version").unwrap().len(),
+        0,
+        "a zero-size special file"
+    );
+    sb.cmd()
+        .args(["encrypt", "-o", "version.dk", "/proc/version"])
+        .assert()
+        .success();
+    sb.cmd()
+        .args(["decrypt", "-o", "version", "version.dk"])
+        .assert()
+        .success();
+    assert_eq!(fs::read(sb.path("version")).unwrap(), expected);
+}
+
+#[test]
+fn short_non_datakey_inputs_are_usage_errors() {
+    let sb = Sandbox::new();
+    for (name, bytes) in [
+        ("empty.dk", &b""[..]),
+        ("tiny.dk", b"DAT"),
+        ("text.dk", b"hello world"),
+    ] {
+        sb.file(name, bytes);
+        sb.cmd()
+            .args(["decrypt", "-o", "out", name])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("not a datakey file"));
+    }
+    assert!(!sb.path("out").exists());
+}
