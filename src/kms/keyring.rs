@@ -190,14 +190,6 @@ impl Keyring {
         })
     }
 
-    /// Reads the keyring, or returns an empty one when the file does not exist.
-    pub fn load_or_empty(path: &Path) -> Result<Self, KeyringError> {
-        match Self::load(path) {
-            Err(KeyringError::Missing(_)) => Ok(Self::empty()),
-            other => other,
-        }
-    }
-
     /// A keyring with no keys.
     pub fn empty() -> Self {
         Self {
@@ -306,10 +298,40 @@ impl Keyring {
         path: &Path,
         change: impl FnOnce(&mut Keyring) -> Result<T, KeyringError>,
     ) -> Result<(Keyring, T), KeyringError> {
+        Self::locked(path, |ring, _| change(ring).map(|out| (true, out)))
+    }
+
+    /// Creates the keyring at `path` with `init` unless it already exists, deciding under the
+    /// lock. Returns whether it was created.
+    pub fn create_if_missing(
+        path: &Path,
+        init: impl FnOnce(&mut Keyring) -> Result<(), KeyringError>,
+    ) -> Result<bool, KeyringError> {
+        let (_, created) = Self::locked(path, |ring, exists| {
+            if exists {
+                return Ok((false, false));
+            }
+            init(ring).map(|()| (true, true))
+        })?;
+        Ok(created)
+    }
+
+    /// Runs `change` under the lock with the current keyring and whether its file exists; saves
+    /// it when `change` returns `true` with its result.
+    fn locked<T>(
+        path: &Path,
+        change: impl FnOnce(&mut Keyring, bool) -> Result<(bool, T), KeyringError>,
+    ) -> Result<(Keyring, T), KeyringError> {
         let _lock = KeyringLock::acquire(path)?;
-        let mut ring = Self::load_or_empty(path)?;
-        let out = change(&mut ring)?;
-        ring.save(path)?;
+        let (mut ring, exists) = match Self::load(path) {
+            Ok(ring) => (ring, true),
+            Err(KeyringError::Missing(_)) => (Self::empty(), false),
+            Err(err) => return Err(err),
+        };
+        let (save, out) = change(&mut ring, exists)?;
+        if save {
+            ring.save(path)?;
+        }
         Ok((ring, out))
     }
 }

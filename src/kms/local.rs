@@ -94,12 +94,16 @@ impl LocalKms {
     /// does not exist. Returns whether it was created.
     pub fn open_or_create_default(path: impl Into<PathBuf>) -> Result<(Self, bool), KeyringError> {
         let path = path.into();
-        let (_, created) = Keyring::update(&path, |ring| {
-            let empty = ring.keys.is_empty() && !path.exists();
-            if empty {
-                ring.create_key(Some("default"), "created by datakey on first use")?;
-            }
-            Ok(empty)
+        match Self::open(&path) {
+            Err(KeyringError::Missing(_)) => {}
+            other => return other.map(|kms| (kms, false)),
+        }
+
+        // Another process may create it between the check above and the lock: decide again
+        // under the lock, and never rewrite a keyring that appeared meanwhile.
+        let created = Keyring::create_if_missing(&path, |ring| {
+            ring.create_key(Some("default"), "created by datakey on first use")
+                .map(|_| ())
         })?;
         Ok((Self::open(path)?, created))
     }
@@ -445,6 +449,21 @@ mod tests {
                 KmsErrorKind::InvalidCiphertext
             );
         }
+    }
+
+    #[test]
+    fn opening_an_existing_keyring_never_rewrites_it() {
+        let (_dir, kms) = kms();
+        let before = fs::read(kms.path()).unwrap();
+        let inode = file_stamp(kms.path()).unwrap().1;
+        let (again, created) = LocalKms::open_or_create_default(kms.path()).unwrap();
+        assert!(!created);
+        assert_eq!(fs::read(again.path()).unwrap(), before);
+        assert_eq!(
+            file_stamp(again.path()).unwrap().1,
+            inode,
+            "not replaced by a rename"
+        );
     }
 
     #[test]
