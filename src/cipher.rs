@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use chacha20poly1305::ChaCha20Poly1305;
@@ -104,11 +105,33 @@ impl ChunkCipher {
 
     /// Encrypts `buf` in place and returns the tag.
     pub fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+        self.seal_inout(nonce, aad, buf.into())
+    }
+
+    /// Encrypts `plaintext` into `ciphertext` (of the same length) and returns the tag: one
+    /// pass over the data, with no copy.
+    pub fn seal_to(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+        ciphertext: &mut [u8],
+    ) -> [u8; TAG_LEN] {
+        let buf = InOutBuf::new(plaintext, ciphertext).expect("buffers of the same length");
+        self.seal_inout(nonce, aad, buf)
+    }
+
+    fn seal_inout(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: InOutBuf<'_, '_, u8>,
+    ) -> [u8; TAG_LEN] {
         let nonce = (*nonce).into();
         let tag = match self {
-            Self::Aes256(c) => c.encrypt_inout_detached(&nonce, aad, buf.into()),
-            Self::Aes128(c) => c.encrypt_inout_detached(&nonce, aad, buf.into()),
-            Self::ChaCha(c) => c.encrypt_inout_detached(&nonce, aad, buf.into()),
+            Self::Aes256(c) => c.encrypt_inout_detached(&nonce, aad, buf),
+            Self::Aes128(c) => c.encrypt_inout_detached(&nonce, aad, buf),
+            Self::ChaCha(c) => c.encrypt_inout_detached(&nonce, aad, buf),
         };
         tag.expect("chunk sizes are far below the AEAD length limits")
             .into()
@@ -122,12 +145,40 @@ impl ChunkCipher {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), OpenError> {
+        self.open_inout(nonce, aad, buf.into(), tag)
+    }
+
+    /// Decrypts `ciphertext` into `plaintext` (of the same length) if `tag` verifies; on
+    /// failure `plaintext` is zeroed.
+    pub fn open_to(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        plaintext: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), OpenError> {
+        let buf = InOutBuf::new(ciphertext, plaintext).expect("buffers of the same length");
+        let result = self.open_inout(nonce, aad, buf, tag);
+        if result.is_err() {
+            plaintext.fill(0);
+        }
+        result
+    }
+
+    fn open_inout(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: InOutBuf<'_, '_, u8>,
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), OpenError> {
         let nonce = (*nonce).into();
         let tag = (*tag).into();
         let result = match self {
-            Self::Aes256(c) => c.decrypt_inout_detached(&nonce, aad, buf.into(), &tag),
-            Self::Aes128(c) => c.decrypt_inout_detached(&nonce, aad, buf.into(), &tag),
-            Self::ChaCha(c) => c.decrypt_inout_detached(&nonce, aad, buf.into(), &tag),
+            Self::Aes256(c) => c.decrypt_inout_detached(&nonce, aad, buf, &tag),
+            Self::Aes128(c) => c.decrypt_inout_detached(&nonce, aad, buf, &tag),
+            Self::ChaCha(c) => c.decrypt_inout_detached(&nonce, aad, buf, &tag),
         };
         result.map_err(|_| OpenError)
     }
@@ -153,6 +204,33 @@ mod tests {
             );
             keyed.open(&nonce, b"aad", &mut buf, &tag).unwrap();
             assert_eq!(&buf, b"attack at dawn");
+        }
+    }
+
+    #[test]
+    fn copying_and_in_place_forms_agree() {
+        for cipher in Cipher::ALL {
+            let keyed = ChunkCipher::new(cipher, &vec![3u8; cipher.key_len()]).unwrap();
+            let nonce = [2u8; NONCE_LEN];
+            let plaintext = b"the same bytes either way".to_vec();
+            let mut in_place = plaintext.clone();
+            let tag = keyed.seal(&nonce, b"aad", &mut in_place);
+
+            let mut copied = vec![0u8; plaintext.len()];
+            assert_eq!(keyed.seal_to(&nonce, b"aad", &plaintext, &mut copied), tag);
+            assert_eq!(copied, in_place);
+
+            let mut opened = vec![0u8; plaintext.len()];
+            keyed
+                .open_to(&nonce, b"aad", &copied, &mut opened, &tag)
+                .unwrap();
+            assert_eq!(opened, plaintext);
+            copied[0] ^= 1;
+            assert_eq!(
+                keyed.open_to(&nonce, b"aad", &copied, &mut opened, &tag),
+                Err(OpenError)
+            );
+            assert!(opened.iter().all(|&b| b == 0));
         }
     }
 

@@ -269,7 +269,9 @@ pub fn encrypt_input(
     let digest = header_digest(&header.core_bytes);
     let stream = Stream::new(&keys.payload, options.chunk_size, digest, options.threads);
     let body = match input {
-        Input::Mapped(map) => stream.seal_slice(&map, out),
+        Input::Mapped(map) => {
+            stream.seal_slice_releasing(&map, out, &mut |range| crate::io::release(&map, range))
+        }
         Input::Stream(mut reader) => stream.seal_reader(&mut reader, out),
     }
     .map_err(EncryptError::Write)?;
@@ -322,7 +324,10 @@ pub fn decrypt_input(
             let header = Header::read_from(&mut reader).map_err(DecryptError::Header)?;
             let (key_id, keys, context) = unlock(resolve, options, &header)?;
             let stream = stream_for(&header, &keys, options.threads);
-            let body = stream.open_slice(&map[header.encoded_len()..], out)?;
+            let start = header.encoded_len();
+            let body = stream.open_slice_releasing(&map[start..], out, &mut |range| {
+                crate::io::release(&map, start + range.start..start + range.end)
+            })?;
             Ok(DecryptReport {
                 key_id,
                 context,

@@ -2,6 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::ops::Range;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,15 @@ pub fn open_input(path: &Path) -> io::Result<(Input, Option<FileId>)> {
         return Ok((Input::Mapped(map), id));
     }
     Ok((Input::Stream(Box::new(file)), id))
+}
+
+/// Tells the kernel that `range` of a mapped input will not be read again, so its pages leave
+/// this process's resident set (they stay in the page cache). Memory use then stays bounded by
+/// the batches in flight, whatever the file size. A failure only costs memory, so it is ignored.
+pub fn release(map: &memmap2::Mmap, range: Range<usize>) {
+    if !range.is_empty() && range.end <= map.len() {
+        let _ = mapping::release(map, range);
+    }
 }
 
 /// Where output goes.
@@ -233,6 +243,16 @@ mod mapping {
         let map = unsafe { memmap2::MmapOptions::new().map(file)? };
         let _ = map.advise(memmap2::Advice::Sequential);
         Ok(map)
+    }
+
+    pub fn release(map: &memmap2::Mmap, range: std::ops::Range<usize>) -> io::Result<()> {
+        let advice = memmap2::UncheckedAdvice::DontNeed;
+        // SAFETY: the map is a read-only, private mapping of a file that this process never
+        // writes through. MADV_DONTNEED on such pages only drops them from this process's page
+        // tables: a later read faults them in again with the same file contents, so no
+        // reference into the map ever sees memory change under it (unlike on anonymous or
+        // written private pages, where it would zero them).
+        unsafe { map.unchecked_advise_range(advice, range.start, range.len()) }
     }
 }
 

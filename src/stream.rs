@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -107,96 +108,156 @@ impl<'a> Stream<'a> {
         }
     }
 
+    /// Runs `work` on the pool while `io` runs on the calling thread, and waits for both: a
+    /// batch is sealed or opened while the previous one is written (and the next one read).
+    fn overlap<'s>(&self, work: impl FnOnce() + Send + 's, io: impl FnOnce()) {
+        let op = |scope: &rayon::Scope<'s>| {
+            scope.spawn(|_| work());
+            io();
+        };
+        match &self.pool {
+            Some(pool) => pool.in_place_scope(op),
+            None => rayon::in_place_scope(op),
+        }
+    }
+
     fn sealed_size(&self) -> usize {
         self.chunk_size + TAG_LEN
     }
 
     /// Seals all of `plaintext` (a mapped file, say) into `out`.
     pub fn seal_slice(&self, plaintext: &[u8], out: &mut dyn Write) -> io::Result<BodyStats> {
-        let mut stats = BodyStats::default();
-        let mut sealed = Vec::new();
-        let batch_len = self.batch_chunks * self.chunk_size;
-        let mut start = 0;
-        loop {
-            let end = (start + batch_len).min(plaintext.len());
-            let last = end == plaintext.len();
-            self.seal_batch(stats.chunks, &plaintext[start..end], last, &mut sealed);
-            out.write_all(&sealed)?;
-            stats.chunks += chunk_count(end - start, self.chunk_size, last);
-            start = end;
-            if last {
-                stats.plaintext_len = plaintext.len() as u64;
-                return Ok(stats);
-            }
-        }
+        self.seal_slice_releasing(plaintext, out, &mut |_| {})
     }
 
-    /// Seals everything `input` yields into `out`, a batch at a time.
+    /// Seals all of `plaintext` into `out`, calling `consumed` with each range of `plaintext`
+    /// once it has been sealed, so that a caller can release mapped pages it will not read again.
+    pub fn seal_slice_releasing(
+        &self,
+        plaintext: &[u8],
+        out: &mut dyn Write,
+        consumed: &mut dyn FnMut(Range<usize>),
+    ) -> io::Result<BodyStats> {
+        let mut stats = BodyStats::default();
+        let (mut sealing, mut ready) = (Vec::new(), Vec::new());
+        for batch in Batches::new(plaintext.len(), self.chunk_size, self.batch_chunks) {
+            let input = &plaintext[batch.range.clone()];
+            let mut written = Ok(());
+            self.overlap(
+                || self.seal_batch(batch.first, input, batch.last, &mut sealing),
+                || written = out.write_all(&ready),
+            );
+            written?;
+            consumed(batch.range.clone());
+
+            stats.chunks += chunk_count(input.len(), self.chunk_size, batch.last);
+            stats.plaintext_len += input.len() as u64;
+            std::mem::swap(&mut sealing, &mut ready);
+        }
+        out.write_all(&ready)?;
+        Ok(stats)
+    }
+
+    /// Seals everything `input` yields into `out`, a batch at a time: the next batch is read
+    /// and the previous one written while the current one is sealed.
     pub fn seal_reader(&self, input: &mut dyn Read, out: &mut dyn Write) -> io::Result<BodyStats> {
         let mut stats = BodyStats::default();
-        let mut batch = BatchReader::new(self.batch_chunks * self.chunk_size);
-        let mut sealed = Vec::new();
+        let mut reader = BatchReader::new(self.batch_chunks * self.chunk_size);
+        let (mut current, mut next) = (Vec::new(), Vec::new());
+        let (mut sealing, mut ready) = (Vec::new(), Vec::new());
+        let mut last = reader.fill(input, &mut current)?;
         loop {
-            let last = batch.fill(input)?;
-            let plaintext = batch.current();
-            self.seal_batch(stats.chunks, plaintext, last, &mut sealed);
-            out.write_all(&sealed)?;
-            stats.chunks += chunk_count(plaintext.len(), self.chunk_size, last);
-            stats.plaintext_len += plaintext.len() as u64;
+            let mut io_result = Ok(false);
+            self.overlap(
+                || self.seal_batch(stats.chunks, &current, last, &mut sealing),
+                || io_result = write_then_fill(out, &ready, &mut reader, input, &mut next, last),
+            );
+            let next_last = io_result?;
+
+            stats.chunks += chunk_count(current.len(), self.chunk_size, last);
+            stats.plaintext_len += current.len() as u64;
+            std::mem::swap(&mut sealing, &mut ready);
             if last {
+                out.write_all(&ready)?;
                 return Ok(stats);
             }
+            std::mem::swap(&mut current, &mut next);
+            last = next_last;
         }
     }
 
     /// Opens all of `body` (a mapped file, say) into `out`. Each batch is written only after
     /// every chunk in it has been authenticated.
     pub fn open_slice(&self, body: &[u8], out: &mut dyn Write) -> Result<BodyStats, OpenError> {
-        let mut stats = BodyStats::default();
-        let mut opened = Vec::new();
-        let batch_len = self.batch_chunks * self.sealed_size();
-        let mut start = 0;
-        loop {
-            let end = (start + batch_len).min(body.len());
-            let last = end == body.len();
-            self.open_batch(stats.chunks, &body[start..end], last, &mut opened)?;
-            out.write_all(&opened)?;
-            stats.chunks += chunk_count(end - start, self.sealed_size(), last);
-            stats.plaintext_len += opened.len() as u64;
-            start = end;
-            if last {
-                return Ok(stats);
-            }
-        }
+        self.open_slice_releasing(body, out, &mut |_| {})
     }
 
-    /// Opens everything `input` yields into `out`, a batch at a time.
+    /// Opens all of `body` into `out` like [`Stream::open_slice`], calling `consumed` with each
+    /// range of `body` once it has been opened.
+    pub fn open_slice_releasing(
+        &self,
+        body: &[u8],
+        out: &mut dyn Write,
+        consumed: &mut dyn FnMut(Range<usize>),
+    ) -> Result<BodyStats, OpenError> {
+        let mut stats = BodyStats::default();
+        let (mut opening, mut ready) = (Vec::new(), Vec::new());
+        for batch in Batches::new(body.len(), self.sealed_size(), self.batch_chunks) {
+            let sealed = &body[batch.range.clone()];
+            let (mut opened, mut written) = (Ok(()), Ok(()));
+            self.overlap(
+                || opened = self.open_batch(batch.first, sealed, batch.last, &mut opening),
+                || written = out.write_all(&ready),
+            );
+            written?;
+            opened?;
+            consumed(batch.range.clone());
+
+            stats.chunks += chunk_count(sealed.len(), self.sealed_size(), batch.last);
+            stats.plaintext_len += opening.len() as u64;
+            std::mem::swap(&mut opening, &mut ready);
+        }
+        out.write_all(&ready)?;
+        Ok(stats)
+    }
+
+    /// Opens everything `input` yields into `out`, a batch at a time, overlapping reading,
+    /// opening and writing like [`Stream::seal_reader`].
     pub fn open_reader(
         &self,
         input: &mut dyn Read,
         out: &mut dyn Write,
     ) -> Result<BodyStats, OpenError> {
         let mut stats = BodyStats::default();
-        let mut batch = BatchReader::new(self.batch_chunks * self.sealed_size());
-        let mut opened = Vec::new();
+        let mut reader = BatchReader::new(self.batch_chunks * self.sealed_size());
+        let (mut current, mut next) = (Vec::new(), Vec::new());
+        let (mut opening, mut ready) = (Vec::new(), Vec::new());
+        let mut last = reader.fill(input, &mut current)?;
         loop {
-            let last = batch.fill(input)?;
-            let body = batch.current();
-            self.open_batch(stats.chunks, body, last, &mut opened)?;
-            out.write_all(&opened)?;
-            stats.chunks += chunk_count(body.len(), self.sealed_size(), last);
-            stats.plaintext_len += opened.len() as u64;
+            let (mut opened, mut io_result) = (Ok(()), Ok(false));
+            self.overlap(
+                || opened = self.open_batch(stats.chunks, &current, last, &mut opening),
+                || io_result = write_then_fill(out, &ready, &mut reader, input, &mut next, last),
+            );
+            let next_last = io_result?;
+            opened?;
+
+            stats.chunks += chunk_count(current.len(), self.sealed_size(), last);
+            stats.plaintext_len += opening.len() as u64;
+            std::mem::swap(&mut opening, &mut ready);
             if last {
+                out.write_all(&ready)?;
                 return Ok(stats);
             }
+            std::mem::swap(&mut current, &mut next);
+            last = next_last;
         }
     }
 
     /// Seals one batch of whole chunks (the last batch may end in a short or empty chunk).
     fn seal_batch(&self, first: u64, plaintext: &[u8], last: bool, out: &mut Vec<u8>) {
         let chunks = chunk_count(plaintext.len(), self.chunk_size, last) as usize;
-        out.clear();
-        out.resize(plaintext.len() + chunks * TAG_LEN, 0);
+        set_len(out, plaintext.len() + chunks * TAG_LEN);
         if plaintext.is_empty() {
             let tag = self
                 .cipher
@@ -213,9 +274,8 @@ impl<'a> Stream<'a> {
                 .for_each(|(i, (sealed, chunk))| {
                     let is_last = last && i + 1 == chunks;
                     let (body, tag) = sealed.split_at_mut(chunk.len());
-                    body.copy_from_slice(chunk);
                     let nonce = chunk_nonce(first + i as u64, is_last);
-                    tag.copy_from_slice(&self.cipher.seal(&nonce, &self.aad, body));
+                    tag.copy_from_slice(&self.cipher.seal_to(&nonce, &self.aad, chunk, body));
                 })
         });
     }
@@ -231,11 +291,11 @@ impl<'a> Stream<'a> {
     ) -> Result<(), OpenError> {
         let chunks = chunk_count(body.len(), self.sealed_size(), last) as usize;
         let partial = body.len() % self.sealed_size();
-        out.clear();
         if last && (body.is_empty() || (partial != 0 && partial < TAG_LEN)) {
+            out.clear();
             return Err(OpenError::Truncated);
         }
-        out.resize(body.len() - chunks * TAG_LEN, 0);
+        set_len(out, body.len() - chunks * TAG_LEN);
 
         let failed = if out.is_empty() {
             // A lone empty chunk: the body of an empty file.
@@ -256,7 +316,10 @@ impl<'a> Stream<'a> {
         };
         match failed {
             Ok(()) => Ok(()),
-            Err(i) => Err(self.diagnose(first, body, i, last && i + 1 == chunks)),
+            Err(i) => {
+                out.fill(0);
+                Err(self.diagnose(first, body, i, last && i + 1 == chunks))
+            }
         }
     }
 
@@ -286,15 +349,16 @@ impl<'a> Stream<'a> {
         plain: &mut [u8],
     ) -> Result<(), ()> {
         let (ciphertext, tag) = sealed.split_at(sealed.len() - TAG_LEN);
-        plain.copy_from_slice(ciphertext);
         let tag: &[u8; TAG_LEN] = tag.try_into().expect("16 bytes");
-        let result = self
-            .cipher
-            .open(&chunk_nonce(counter, last), &self.aad, plain, tag);
-        if result.is_err() {
-            plain.fill(0);
-        }
-        result.map_err(|_| ())
+        self.cipher
+            .open_to(
+                &chunk_nonce(counter, last),
+                &self.aad,
+                ciphertext,
+                plain,
+                tag,
+            )
+            .map_err(|_| ())
     }
 
     /// Reopens failed chunk `i` with the other last-chunk flag: a final chunk where more data
@@ -321,48 +385,120 @@ fn chunk_count(len: usize, size: usize, last: bool) -> u64 {
     }
 }
 
+/// Sets `buf` to `len` bytes, zeroing only bytes it never held: batches after the first reuse
+/// their buffers without clearing them, as every byte is overwritten.
+fn set_len(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() != len {
+        buf.resize(len, 0);
+    }
+}
+
+/// One batch of a body held in memory: its byte range, the counter of its first chunk, and
+/// whether it ends the body.
+struct Batch {
+    range: Range<usize>,
+    first: u64,
+    last: bool,
+}
+
+/// The batches of a `len`-byte body in units (chunks, sealed or not) of `unit` bytes,
+/// `per_batch` units at a time. An empty body is one empty final batch.
+struct Batches {
+    len: usize,
+    unit: usize,
+    per_batch: usize,
+    next: Option<Batch>,
+}
+
+impl Batches {
+    fn new(len: usize, unit: usize, per_batch: usize) -> Self {
+        let first = Batch {
+            range: 0..len.min(unit * per_batch),
+            first: 0,
+            last: len <= unit * per_batch,
+        };
+        Self {
+            len,
+            unit,
+            per_batch,
+            next: Some(first),
+        }
+    }
+}
+
+impl Iterator for Batches {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        let batch = self.next.take()?;
+        if !batch.last {
+            let start = batch.range.end;
+            let end = (start + self.unit * self.per_batch).min(self.len);
+            self.next = Some(Batch {
+                range: start..end,
+                first: batch.first + self.per_batch as u64,
+                last: end == self.len,
+            });
+        }
+        Some(batch)
+    }
+}
+
+/// Writes `ready` and, unless the batch being processed is the last, reads the next one into
+/// `next`; returns whether that next batch is the last.
+fn write_then_fill(
+    out: &mut dyn Write,
+    ready: &[u8],
+    reader: &mut BatchReader,
+    input: &mut dyn Read,
+    next: &mut Vec<u8>,
+    last: bool,
+) -> io::Result<bool> {
+    out.write_all(ready)?;
+    if last {
+        return Ok(true);
+    }
+    reader.fill(input, next)
+}
+
 /// Reads a stream in batches of `batch_len` bytes, keeping one byte of look-ahead so that the
 /// final batch is known when it is read.
 struct BatchReader {
-    buf: Vec<u8>,
     batch_len: usize,
-    filled: usize,
-    ready: usize,
+    look_ahead: Option<u8>,
 }
 
 impl BatchReader {
     fn new(batch_len: usize) -> Self {
         Self {
-            buf: vec![0u8; batch_len + 1],
             batch_len,
-            filled: 0,
-            ready: 0,
+            look_ahead: None,
         }
     }
 
-    /// Reads the next batch and returns whether it is the last one.
-    fn fill(&mut self, input: &mut dyn Read) -> io::Result<bool> {
-        // Move the look-ahead byte of the previous batch to the front.
-        if self.ready < self.filled {
-            self.buf.copy_within(self.ready..self.filled, 0);
+    /// Reads the next batch into `buf` and returns whether it is the last one.
+    fn fill(&mut self, input: &mut dyn Read, buf: &mut Vec<u8>) -> io::Result<bool> {
+        set_len(buf, self.batch_len + 1);
+        let mut filled = 0;
+        if let Some(byte) = self.look_ahead.take() {
+            buf[0] = byte;
+            filled = 1;
         }
-        self.filled -= self.ready;
 
-        while self.filled < self.buf.len() {
-            match input.read(&mut self.buf[self.filled..]) {
+        while filled < buf.len() {
+            match input.read(&mut buf[filled..]) {
                 Ok(0) => break,
-                Ok(n) => self.filled += n,
+                Ok(n) => filled += n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             }
         }
-        let last = self.filled <= self.batch_len;
-        self.ready = self.filled.min(self.batch_len);
+        let last = filled <= self.batch_len;
+        if !last {
+            self.look_ahead = Some(buf[self.batch_len]);
+        }
+        buf.truncate(filled.min(self.batch_len));
         Ok(last)
-    }
-
-    fn current(&self) -> &[u8] {
-        &self.buf[..self.ready]
     }
 }
 
@@ -463,6 +599,142 @@ mod tests {
         swapped[..whole].copy_from_slice(&body[whole..2 * whole]);
         swapped[whole..2 * whole].copy_from_slice(&body[..whole]);
         assert!(matches!(open(&swapped, 4), Err(OpenError::Authentication)));
+    }
+
+    /// Hands out at most `step` bytes per read, like a pipe.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// Accepts `room` bytes, then fails.
+    struct FullDisk {
+        room: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 && !buf.is_empty() {
+                return Err(io::Error::other("no space left"));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn short_reads_give_the_same_body() {
+        let c = CHUNK as usize;
+        let data: Vec<u8> = (0..7 * c + 3).map(|i| (i % 253) as u8).collect();
+        let body = seal(&data, 2);
+        let cipher = cipher();
+        let mut stream = Stream::new(&cipher, CHUNK, [1; 32], Some(2));
+        stream.batch_chunks = 2;
+        for step in [1000, c - 1, c + 1, 3 * c] {
+            let mut sealed = Vec::new();
+            let mut input = Trickle { data: &data, step };
+            stream.seal_reader(&mut input, &mut sealed).unwrap();
+            assert_eq!(sealed, body, "step {step}");
+
+            let mut opened = Vec::new();
+            let mut input = Trickle { data: &body, step };
+            let stats = stream.open_reader(&mut input, &mut opened).unwrap();
+            assert_eq!(opened, data, "step {step}");
+            assert_eq!(stats.plaintext_len, data.len() as u64);
+            assert_eq!(stats.chunks, 8);
+        }
+    }
+
+    #[test]
+    fn reports_every_consumed_range_in_order() {
+        let c = CHUNK as usize;
+        let data = vec![4u8; 9 * c + 1];
+        let cipher = cipher();
+        let mut stream = Stream::new(&cipher, CHUNK, [1; 32], Some(2));
+        stream.batch_chunks = 4;
+
+        let mut ranges = Vec::new();
+        let mut body = Vec::new();
+        stream
+            .seal_slice_releasing(&data, &mut body, &mut |r| ranges.push(r))
+            .unwrap();
+        assert_eq!(ranges, [0..4 * c, 4 * c..8 * c, 8 * c..9 * c + 1]);
+
+        let sealed = c + TAG_LEN;
+        ranges.clear();
+        let mut opened = Vec::new();
+        stream
+            .open_slice_releasing(&body, &mut opened, &mut |r| ranges.push(r))
+            .unwrap();
+        assert_eq!(opened, data);
+        assert_eq!(
+            ranges,
+            [
+                0..4 * sealed,
+                4 * sealed..8 * sealed,
+                8 * sealed..body.len()
+            ]
+        );
+    }
+
+    #[test]
+    fn write_failures_are_reported() {
+        let c = CHUNK as usize;
+        let data = vec![6u8; 10 * c];
+        let body = seal(&data, 2);
+        let cipher = cipher();
+        let mut stream = Stream::new(&cipher, CHUNK, [1; 32], Some(2));
+        stream.batch_chunks = 2;
+        for room in [0, c, 5 * c, data.len() - 1] {
+            let mut disk = FullDisk { room };
+            assert!(stream.seal_slice(&data, &mut disk).is_err(), "{room}");
+            let mut disk = FullDisk { room };
+            assert!(stream.seal_reader(&mut &data[..], &mut disk).is_err());
+            let mut disk = FullDisk { room };
+            assert!(matches!(
+                stream.open_slice(&body, &mut disk),
+                Err(OpenError::Io(_))
+            ));
+            let mut disk = FullDisk { room };
+            assert!(matches!(
+                stream.open_reader(&mut &body[..], &mut disk),
+                Err(OpenError::Io(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn nothing_after_a_bad_batch_is_written() {
+        let c = CHUNK as usize;
+        let data = vec![8u8; 6 * c];
+        let mut body = seal(&data, 2);
+        let whole = c + TAG_LEN;
+        body[3 * whole] ^= 1;
+        let cipher = cipher();
+        let mut stream = Stream::new(&cipher, CHUNK, [1; 32], Some(2));
+        stream.batch_chunks = 2;
+
+        let mut opened = Vec::new();
+        let err = stream.open_slice(&body, &mut opened).unwrap_err();
+        assert!(matches!(err, OpenError::Authentication));
+        assert_eq!(opened, &data[..2 * c], "only the batch before the bad one");
+        let mut opened = Vec::new();
+        assert!(stream.open_reader(&mut &body[..], &mut opened).is_err());
+        assert_eq!(opened, &data[..2 * c]);
     }
 
     #[test]
