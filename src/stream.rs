@@ -13,8 +13,12 @@ use rayon::prelude::*;
 
 use crate::cipher::{ChunkCipher, NONCE_LEN, TAG_LEN};
 
-/// Plaintext bytes handled per batch and per worker thread, which bounds memory use.
+/// Plaintext bytes handled per batch and per worker thread.
 const BATCH_BYTES_PER_THREAD: usize = 4 * 1024 * 1024;
+
+/// At most this many plaintext bytes per batch (but always one chunk), whatever the thread
+/// count: up to four batch buffers are live at once (two in flight, two read ahead).
+const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 
 /// Why a body could not be opened.
 #[derive(Debug)]
@@ -89,8 +93,7 @@ impl<'a> Stream<'a> {
             .as_ref()
             .map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
         let chunk_size = chunk_size as usize;
-        let per_thread = (BATCH_BYTES_PER_THREAD / chunk_size).max(1);
-        let batch_chunks = per_thread * threads.max(1);
+        let batch_chunks = batch_chunks(chunk_size, threads);
         Self {
             cipher,
             chunk_size,
@@ -373,6 +376,13 @@ impl<'a> Stream<'a> {
             Err(()) => OpenError::Authentication,
         }
     }
+}
+
+/// Chunks per batch: enough to keep every thread busy, within the memory bound.
+fn batch_chunks(chunk_size: usize, threads: usize) -> usize {
+    let per_thread = (BATCH_BYTES_PER_THREAD / chunk_size).max(1);
+    let most = (MAX_BATCH_BYTES / chunk_size).max(1);
+    (per_thread * threads.max(1)).min(most)
 }
 
 /// The number of chunks in `len` bytes of a batch: a final batch always has at least one.
@@ -735,6 +745,15 @@ mod tests {
         let mut opened = Vec::new();
         assert!(stream.open_reader(&mut &body[..], &mut opened).is_err());
         assert_eq!(opened, &data[..2 * c]);
+    }
+
+    #[test]
+    fn batches_stay_bounded_whatever_the_thread_count() {
+        let mib = 1024 * 1024;
+        assert_eq!(batch_chunks(64 * 1024, 2), 128);
+        assert_eq!(batch_chunks(64 * 1024, 1024) * 64 * 1024, MAX_BATCH_BYTES);
+        assert_eq!(batch_chunks(16 * mib, 1024), 2);
+        assert_eq!(batch_chunks(16 * mib, 1), 1);
     }
 
     #[test]
