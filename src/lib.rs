@@ -14,4 +14,5 @@ pub mod format;
 pub mod io;
 pub mod kms;
 pub mod secret;
+pub mod server;
 pub mod stream;
