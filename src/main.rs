@@ -18,6 +18,7 @@ use datakey::io::{OutputTarget, STDIO};
 use datakey::kms::keyring::{KeyState, default_keyring_path};
 use datakey::kms::local::{KeyInfo, LOCAL_BACKEND, LocalKms, keyring_to_kms};
 use datakey::kms::{GenerateDataKeyRequest, KeySpec, Kms, KmsError, KmsErrorKind};
+use datakey::server::{Credentials, KmsServer, ServeConfig};
 
 /// Envelope encryption of files with data keys from a KMS.
 #[derive(Parser)]
@@ -48,6 +49,9 @@ enum Command {
     /// Manage master keys in the local keyring.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// KMS tools: serve the local keyring with the Tencent Cloud KMS protocol.
+    #[command(subcommand)]
+    Kms(KmsCommand),
 }
 
 #[derive(Args)]
@@ -161,6 +165,21 @@ enum KeysCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum KmsCommand {
+    /// Answer Tencent Cloud KMS API 3.0 and 2.0 calls over HTTP from the local keyring (for
+    /// development, tests and air-gapped sites; not an HSM). Stops on SIGINT or SIGTERM.
+    Serve {
+        /// The address to listen on; port 0 picks a free port (printed on stdout).
+        #[arg(long, value_name = "ADDR", default_value = datakey::server::DEFAULT_LISTEN)]
+        listen: String,
+        /// A file of `SECRET_ID SECRET_KEY` lines whose signatures are accepted
+        /// [default: TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY].
+        #[arg(long, value_name = "FILE")]
+        credentials: Option<PathBuf>,
+    },
+}
+
 /// A failure with the exit status it maps to; the message is printed once, by `main`.
 struct Failure {
     code: i32,
@@ -219,7 +238,30 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Inspect(args) => inspect(args),
         Command::GenerateDataKey(args) => generate_data_key(keyring, args),
         Command::Keys(command) => keys(keyring, command),
+        Command::Kms(KmsCommand::Serve {
+            listen,
+            credentials,
+        }) => kms_serve(keyring, listen, credentials),
     }
+}
+
+fn kms_serve(
+    keyring: Option<PathBuf>,
+    listen: String,
+    credentials: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let usage = |err: &dyn std::fmt::Display| Failure::new(EXIT_USAGE, err);
+    let credentials = Credentials::load(credentials.as_deref()).map_err(|e| usage(&e))?;
+    let mut config = ServeConfig::new(keyring_path(keyring)?, credentials);
+    config.listen = listen;
+    let server = KmsServer::bind(config).map_err(|e| usage(&e))?;
+
+    // Scripts read this line to find the port when they asked for port 0.
+    println!(
+        "datakey kms serve: listening on http://{}",
+        server.local_addr()
+    );
+    server.run_until_signal().map_err(|e| usage(&e))
 }
 
 fn keyring_path(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {

@@ -1,0 +1,144 @@
+//! The `datakey kms serve` binary: port 0 discovery, refusal without credentials, and a clean
+//! stop on SIGTERM and SIGINT with the keyring intact.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use datakey::kms::local::LocalKms;
+use serde_json::json;
+use support::{SECRET_ID, SECRET_KEY, tc3};
+
+/// How long the binary gets to start or to stop.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(20);
+
+const LISTEN_PREFIX: &str = "datakey kms serve: listening on http://";
+
+fn serve(keyring: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_datakey"))
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--keyring"])
+        .arg(keyring)
+        .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let host = line
+        .trim()
+        .strip_prefix(LISTEN_PREFIX)
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, host)
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_with_timeout(child: &mut Child) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > PROCESS_TIMEOUT {
+            let _ = child.kill();
+            panic!("the server did not stop within {PROCESS_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serves_on_a_free_port_and_stops_cleanly_on_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join("keyring.json");
+    for name in ["-TERM", "-INT"] {
+        let (mut child, host) = serve(&keyring);
+        let alias = format!("via{}", &name[1..]);
+        let created = tc3(&host, "CreateKey", &json!({ "Alias": alias }));
+        assert!(created.error_code().is_none(), "{}", created.body);
+
+        signal(&child, name);
+        let status = wait_with_timeout(&mut child);
+        assert!(status.success(), "{name}: {status:?}");
+    }
+
+    // Both servers' keys are in the keyring, which still loads.
+    let kms = LocalKms::open(&keyring).unwrap();
+    assert!(kms.describe("alias/viaTERM").is_ok());
+    assert!(kms.describe("alias/viaINT").is_ok());
+    assert!(kms.describe("alias/default").is_ok());
+}
+
+#[test]
+fn refuses_to_start_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_datakey"))
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--keyring"])
+        .arg(dir.path().join("keyring.json"))
+        .env_remove("TENCENTCLOUD_SECRET_ID")
+        .env_remove("TENCENTCLOUD_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TENCENTCLOUD_SECRET_ID"), "{stderr}");
+    assert!(stderr.contains("--credentials"), "{stderr}");
+}
+
+#[test]
+fn serves_while_the_cli_changes_the_keyring() {
+    const ROUNDS: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join("keyring.json");
+    let (mut child, host) = serve(&keyring);
+
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for round in 0..ROUNDS {
+                let alias = format!("served{round}");
+                let answer = tc3(&host, "CreateKey", &json!({ "Alias": alias }));
+                assert!(answer.error_code().is_none(), "{}", answer.body);
+            }
+        });
+        scope.spawn(|| {
+            for round in 0..ROUNDS {
+                let status = Command::new(env!("CARGO_BIN_EXE_datakey"))
+                    .args([
+                        "keys",
+                        "create",
+                        "--alias",
+                        &format!("cli{round}"),
+                        "--keyring",
+                    ])
+                    .arg(&keyring)
+                    .stdout(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+        });
+    });
+
+    // The server sees the CLI's keys, and the file holds every key from both.
+    let described = tc3(&host, "DescribeKey", &json!({"KeyId": "alias/cli3"}));
+    assert!(described.error_code().is_none(), "{}", described.body);
+    signal(&child, "-TERM");
+    assert!(wait_with_timeout(&mut child).success());
+    assert_eq!(
+        LocalKms::open(&keyring).unwrap().list().unwrap().len(),
+        2 * ROUNDS + 1
+    );
+}
