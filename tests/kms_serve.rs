@@ -337,3 +337,43 @@ fn server_and_another_keyring_user_share_the_file() {
     let described = tc3(&host, "DescribeKey", &json!({"KeyId": "alias/local-7"}));
     assert_ok(&described);
 }
+
+#[test]
+fn generate_parameter_checks_over_the_wire() {
+    let server = TestServer::start();
+    let host = server.host();
+    let cases = [
+        (json!({"KeyId": "alias/default"}), "MissingParameter"),
+        (json!({"KeySpec": "AES_256"}), "MissingParameter"),
+        (
+            json!({"KeyId": "alias/default", "KeySpec": "AES_512"}),
+            "InvalidParameterValue",
+        ),
+        (
+            json!({"KeyId": "alias/default", "NumberOfBytes": 0}),
+            "InvalidParameterValue",
+        ),
+        (
+            json!({"KeyId": "alias/default", "NumberOfBytes": 1025}),
+            "InvalidParameterValue",
+        ),
+        (
+            json!({"KeyId": "alias/default", "NumberOfBytes": "16"}),
+            "InvalidParameter",
+        ),
+        (
+            json!({"KeyId": 7, "KeySpec": "AES_256"}),
+            "InvalidParameter",
+        ),
+    ];
+    for (body, code) in cases {
+        assert_error(&tc3(&host, "GenerateDataKey", &body), code);
+    }
+    let wins = tc3(
+        &host,
+        "GenerateDataKey",
+        &json!({"KeyId": "alias/default", "KeySpec": "AES_128", "NumberOfBytes": 1024}),
+    );
+    let plaintext = wins.body["Response"]["Plaintext"].as_str().unwrap();
+    assert_eq!(plaintext.len(), 1368, "1024 bytes in base64");
+}
