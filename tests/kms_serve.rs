@@ -377,3 +377,47 @@ fn generate_parameter_checks_over_the_wire() {
     let plaintext = wins.body["Response"]["Plaintext"].as_str().unwrap();
     assert_eq!(plaintext.len(), 1368, "1024 bytes in base64");
 }
+
+#[test]
+fn stopping_finishes_requests_in_progress() {
+    use std::time::Duration;
+    // Long enough for a worker to take the request (it is woken as soon as it is queued).
+    const PICKUP_WAIT: Duration = Duration::from_millis(500);
+
+    let server = TestServer::start();
+    // Over 1 KiB, so the request is queued once its headers are in (smaller bodies are read
+    // whole before a worker sees the request).
+    let body = format!(
+        r#"{{"KeyId": "alias/default", "Pad": "{}"}}"#,
+        "x".repeat(4096)
+    );
+    let (first, rest) = body.as_bytes().split_at(5);
+    let mut stream = TcpStream::connect(server.server.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(support::CALL_TIMEOUT))
+        .unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-TC-Action: \
+         DescribeKey\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(first).unwrap();
+    std::thread::sleep(PICKUP_WAIT);
+
+    // Stop while a worker is still reading the body; the stop waits for it.
+    let stopping = std::thread::spawn(move || server.server.stop());
+    std::thread::sleep(PICKUP_WAIT);
+    stream.write_all(rest).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    stopping.join().unwrap();
+
+    let (head, json) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let json: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        json["Response"]["Error"]["Code"],
+        "AuthFailure.InvalidAuthorization"
+    );
+}
