@@ -1,0 +1,512 @@
+//! KMS profiles in the config file, and how flags, a profile and a file header combine.
+//!
+//! The file is TOML at `$DATAKEY_CONFIG`, else `$XDG_CONFIG_HOME/datakey/config.toml`, else
+//! `~/.config/datakey/config.toml`, with one `[profile.NAME]` table per profile:
+//!
+//! ```toml
+//! [profile.prod]
+//! kms = "tencent"
+//! region = "ap-guangzhou"
+//! endpoint = "https://kms.ap-guangzhou.tencentcloudapi.com"
+//! api = "v3"
+//! key_id = "11111111-2222-3333-4444-555555555555"
+//! connect_timeout = 5
+//! timeout = 30
+//! deadline = 60
+//! retries = 3
+//! credentials_profile = "default"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::options::{ApiVersion, TencentOptions, TencentSetupError, is_short_region};
+use crate::kms::KeyLocation;
+
+/// The variable that names the config file.
+pub const ENV_CONFIG: &str = "DATAKEY_CONFIG";
+
+/// The profile used, below the file header, when none is named.
+pub const DEFAULT_PROFILE: &str = "default";
+
+/// The back-end names.
+pub const BACKEND_LOCAL: &str = "local";
+
+/// A number of seconds in the config file, whole or fractional.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+enum Seconds {
+    Whole(u64),
+    Fraction(f64),
+}
+
+impl Seconds {
+    fn to_duration(self, field: &str) -> Result<Duration, TencentSetupError> {
+        let duration = match self {
+            Self::Whole(secs) => Some(Duration::from_secs(secs)),
+            Self::Fraction(secs) => Duration::try_from_secs_f64(secs).ok(),
+        };
+        duration.filter(|d| !d.is_zero()).ok_or_else(|| {
+            TencentSetupError::Config(format!("{field} must be a positive number of seconds"))
+        })
+    }
+}
+
+/// One `[profile.NAME]` table; every field is optional.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// `local` or `tencent`.
+    pub kms: Option<String>,
+    /// The region.
+    pub region: Option<String>,
+    /// An endpoint URL override.
+    pub endpoint: Option<String>,
+    /// `v3` or `legacy`.
+    pub api: Option<String>,
+    /// The master key used by `encrypt`.
+    pub key_id: Option<String>,
+    /// The connect timeout, seconds.
+    connect_timeout: Option<Seconds>,
+    /// The per-attempt timeout, seconds.
+    timeout: Option<Seconds>,
+    /// The overall deadline of one call, seconds.
+    deadline: Option<Seconds>,
+    /// The number of retries.
+    pub retries: Option<u32>,
+    /// The profile of the credentials file.
+    pub credentials_profile: Option<String>,
+}
+
+/// The parsed config file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// The profiles by name.
+    #[serde(default)]
+    pub profile: BTreeMap<String, Profile>,
+}
+
+impl ConfigFile {
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, TencentSetupError> {
+        toml::from_str(text).map_err(|err| {
+            let why = err.message().to_owned();
+            TencentSetupError::Config(format!("{origin}: {why}"))
+        })
+    }
+
+    /// Reads the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, TencentSetupError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| TencentSetupError::Config(format!("{}: {err}", path.display())))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Reads the default file; a missing file is an empty config, unless `DATAKEY_CONFIG`
+    /// names it.
+    pub fn load_default() -> Result<Self, TencentSetupError> {
+        if let Some(path) = std::env::var_os(ENV_CONFIG) {
+            return Self::load(Path::new(&path));
+        }
+        match default_path() {
+            Some(path) if path.exists() => Self::load(&path),
+            _ => Ok(Self::default()),
+        }
+    }
+}
+
+/// `$XDG_CONFIG_HOME/datakey/config.toml`, else `~/.config/datakey/config.toml`.
+pub fn default_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::home_dir().map(|home| home.join(".config")))?;
+    Some(base.join("datakey").join("config.toml"))
+}
+
+/// What the command line says about the KMS; `None` leaves the choice to the lower layers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KmsFlags {
+    /// `--kms local|tencent`.
+    pub kms: Option<String>,
+    /// `--profile NAME`.
+    pub profile: Option<String>,
+    /// `--region`.
+    pub region: Option<String>,
+    /// `--endpoint URL`.
+    pub endpoint: Option<String>,
+    /// `--api v3|legacy`.
+    pub api: Option<String>,
+    /// `--connect-timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `--timeout`.
+    pub timeout: Option<Duration>,
+}
+
+/// The back-end chosen, with what it needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// The local keyring.
+    Local,
+    /// Tencent Cloud KMS (or a server speaking its protocol).
+    Tencent {
+        /// The client options.
+        options: TencentOptions,
+        /// The profile of the credentials file to read if the environment has none.
+        credentials_profile: Option<String>,
+    },
+}
+
+/// The result of combining flags, profiles and a file header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The back-end.
+    pub backend: BackendChoice,
+    /// The master key from the profile, if any (for `encrypt`).
+    pub key_id: Option<String>,
+}
+
+/// One source of settings, in the order they are consulted.
+struct Layer {
+    kms: Option<String>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    api: Option<String>,
+    profile: Profile,
+}
+
+impl Layer {
+    fn from_profile(profile: &Profile) -> Self {
+        Self {
+            kms: profile.kms.clone(),
+            region: profile.region.clone(),
+            endpoint: profile.endpoint.clone(),
+            api: profile.api.clone(),
+            profile: profile.clone(),
+        }
+    }
+
+    fn from_location(location: &KeyLocation) -> Self {
+        Self {
+            kms: Some(location.backend.clone()).filter(|b| !b.is_empty()),
+            region: location.region.clone(),
+            endpoint: location.endpoint.clone(),
+            api: None,
+            profile: Profile::default(),
+        }
+    }
+}
+
+/// Picks the back-end and its options: flags, then the profile named by `--profile`, then the
+/// file header's `location` (on decrypt), then `[profile.default]`, then built-in defaults.
+///
+/// Where the key lives (region, endpoint, API) is never pieced together from two sources that
+/// name a back-end: the first profile or header naming the chosen back-end ends the search, and
+/// sources naming another back-end are skipped. Flags always apply; timeouts and the key id fall
+/// through layer by layer.
+pub fn resolve(
+    flags: &KmsFlags,
+    file: &ConfigFile,
+    location: Option<&KeyLocation>,
+) -> Result<Resolved, TencentSetupError> {
+    let mut layers = layers(flags, file, location)?;
+    let kms = layers
+        .iter()
+        .find_map(|l| l.kms.clone())
+        .unwrap_or_else(|| BACKEND_LOCAL.to_owned());
+    let key_id = layers.iter().find_map(|l| l.profile.key_id.clone());
+    match kms.as_str() {
+        BACKEND_LOCAL => {
+            return Ok(Resolved {
+                backend: BackendChoice::Local,
+                key_id,
+            });
+        }
+        super::BACKEND_NAME => {}
+        other => return Err(TencentSetupError::UnknownBackend(other.to_owned())),
+    }
+
+    keep_one_location(&mut layers, &kms);
+    let first = |get: &dyn Fn(&Layer) -> Option<String>| layers.iter().find_map(get);
+    let region = first(&|l| l.region.clone()).ok_or(TencentSetupError::NoRegion)?;
+    let api = match first(&|l| l.api.clone()) {
+        Some(name) => ApiVersion::parse(&name)?,
+        None if is_short_region(&region) => ApiVersion::Legacy,
+        None => ApiVersion::V3,
+    };
+    let mut options = TencentOptions::new(region);
+    options.api = api;
+    options.endpoint = first(&|l| l.endpoint.clone());
+    apply_timeouts(&mut options, flags, &layers)?;
+    let credentials_profile = first(&|l| l.profile.credentials_profile.clone());
+    Ok(Resolved {
+        backend: BackendChoice::Tencent {
+            options,
+            credentials_profile,
+        },
+        key_id,
+    })
+}
+
+fn layers(
+    flags: &KmsFlags,
+    file: &ConfigFile,
+    location: Option<&KeyLocation>,
+) -> Result<Vec<Layer>, TencentSetupError> {
+    let mut layers = vec![Layer {
+        kms: flags.kms.clone(),
+        region: flags.region.clone(),
+        endpoint: flags.endpoint.clone(),
+        api: flags.api.clone(),
+        profile: Profile::default(),
+    }];
+    if let Some(name) = &flags.profile {
+        let profile = file
+            .profile
+            .get(name)
+            .ok_or_else(|| TencentSetupError::NoSuchProfile(name.clone()))?;
+        layers.push(Layer::from_profile(profile));
+    }
+    if let Some(location) = location {
+        layers.push(Layer::from_location(location));
+    }
+    if let (None, Some(profile)) = (&flags.profile, file.profile.get(DEFAULT_PROFILE)) {
+        layers.push(Layer::from_profile(profile));
+    }
+    Ok(layers)
+}
+
+/// Clears region, endpoint and API in the layers below the first one (flags aside) that names
+/// `kms`, and in every layer naming another back-end.
+fn keep_one_location(layers: &mut [Layer], kms: &str) {
+    let mut found = false;
+    for layer in layers.iter_mut().skip(1) {
+        let names_other = layer.kms.as_deref().is_some_and(|name| name != kms);
+        if found || names_other {
+            layer.region = None;
+            layer.endpoint = None;
+            layer.api = None;
+        }
+        found |= layer.kms.as_deref() == Some(kms);
+    }
+}
+
+fn apply_timeouts(
+    options: &mut TencentOptions,
+    flags: &KmsFlags,
+    layers: &[Layer],
+) -> Result<(), TencentSetupError> {
+    let profiles = || layers.iter().map(|l| &l.profile);
+    let transport = &mut options.transport;
+    if let Some(secs) = profiles().find_map(|p| p.connect_timeout) {
+        transport.connect_timeout = secs.to_duration("connect_timeout")?;
+    }
+    if let Some(secs) = profiles().find_map(|p| p.timeout) {
+        transport.timeout = secs.to_duration("timeout")?;
+    }
+    if let Some(secs) = profiles().find_map(|p| p.deadline) {
+        transport.deadline = secs.to_duration("deadline")?;
+    }
+    if let Some(retries) = profiles().find_map(|p| p.retries) {
+        transport.max_retries = retries;
+    }
+    transport.connect_timeout = flags.connect_timeout.unwrap_or(transport.connect_timeout);
+    transport.timeout = flags.timeout.unwrap_or(transport.timeout);
+
+    // A deadline shorter than one attempt would cut every attempt short.
+    transport.deadline = transport.deadline.max(transport.timeout);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[profile.default]
+kms = "tencent"
+region = "ap-shanghai"
+endpoint = "http://127.0.0.1:5"
+timeout = 12
+
+[profile.lab]
+kms = "tencent"
+region = "gz"
+endpoint = "http://127.0.0.1:9000"
+key_id = "lab-key"
+connect_timeout = 0.5
+retries = 1
+
+[profile.offline]
+kms = "local"
+"#;
+
+    fn config() -> ConfigFile {
+        ConfigFile::parse(FILE, "test").unwrap()
+    }
+
+    fn tencent(resolved: &Resolved) -> &TencentOptions {
+        match &resolved.backend {
+            BackendChoice::Tencent { options, .. } => options,
+            BackendChoice::Local => panic!("expected tencent"),
+        }
+    }
+
+    #[test]
+    fn a_named_profile_fills_what_flags_leave_open() {
+        let flags = KmsFlags {
+            profile: Some("lab".into()),
+            timeout: Some(Duration::from_secs(3)),
+            ..KmsFlags::default()
+        };
+        let resolved = resolve(&flags, &config(), None).unwrap();
+        let options = tencent(&resolved);
+        assert_eq!(options.region, "gz");
+        assert_eq!(
+            options.api,
+            ApiVersion::Legacy,
+            "a short region implies legacy"
+        );
+        assert_eq!(options.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            options.transport.connect_timeout,
+            Duration::from_millis(500)
+        );
+        assert_eq!(options.transport.timeout, Duration::from_secs(3));
+        assert_eq!(options.transport.max_retries, 1);
+        assert_eq!(resolved.key_id.as_deref(), Some("lab-key"));
+    }
+
+    #[test]
+    fn flags_override_the_profile() {
+        let flags = KmsFlags {
+            profile: Some("lab".into()),
+            region: Some("ap-guangzhou".into()),
+            api: Some("v3".into()),
+            endpoint: Some("http://127.0.0.1:1".into()),
+            ..KmsFlags::default()
+        };
+        let resolved = resolve(&flags, &config(), None).unwrap();
+        let options = tencent(&resolved);
+        assert_eq!(options.region, "ap-guangzhou");
+        assert_eq!(options.api, ApiVersion::V3);
+        assert_eq!(options.endpoint.as_deref(), Some("http://127.0.0.1:1"));
+    }
+
+    #[test]
+    fn the_header_wins_over_the_default_profile() {
+        let location = KeyLocation {
+            backend: "tencent".into(),
+            region: Some("ap-beijing".into()),
+            endpoint: Some("http://127.0.0.1:7".into()),
+        };
+        let resolved = resolve(&KmsFlags::default(), &config(), Some(&location)).unwrap();
+        let options = tencent(&resolved);
+        assert_eq!(options.region, "ap-beijing");
+        assert_eq!(options.endpoint.as_deref(), Some("http://127.0.0.1:7"));
+        assert_eq!(options.transport.timeout, Duration::from_secs(12));
+
+        let local = KeyLocation {
+            backend: "local".into(),
+            ..KeyLocation::default()
+        };
+        let resolved = resolve(&KmsFlags::default(), &config(), Some(&local)).unwrap();
+        assert_eq!(resolved.backend, BackendChoice::Local);
+    }
+
+    #[test]
+    fn a_kms_flag_keeps_the_header_region() {
+        let flags = KmsFlags {
+            kms: Some("tencent".into()),
+            ..KmsFlags::default()
+        };
+        let location = KeyLocation {
+            backend: "tencent".into(),
+            region: Some("ap-beijing".into()),
+            endpoint: None,
+        };
+        let resolved = resolve(&flags, &config(), Some(&location)).unwrap();
+        let options = tencent(&resolved);
+        assert_eq!(options.region, "ap-beijing");
+        assert_eq!(
+            options.endpoint, None,
+            "no endpoint from the default profile"
+        );
+    }
+
+    #[test]
+    fn the_header_does_not_mix_with_a_named_profile() {
+        let flags = KmsFlags {
+            profile: Some("offline".into()),
+            ..KmsFlags::default()
+        };
+        let location = KeyLocation {
+            backend: "tencent".into(),
+            region: Some("ap-beijing".into()),
+            endpoint: None,
+        };
+        let resolved = resolve(&flags, &config(), Some(&location)).unwrap();
+        assert_eq!(resolved.backend, BackendChoice::Local);
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let empty = ConfigFile::default();
+        let resolved = resolve(&KmsFlags::default(), &empty, None).unwrap();
+        assert_eq!(resolved.backend, BackendChoice::Local);
+
+        let flags = KmsFlags {
+            kms: Some("tencent".into()),
+            ..KmsFlags::default()
+        };
+        assert_eq!(
+            resolve(&flags, &empty, None).unwrap_err(),
+            TencentSetupError::NoRegion
+        );
+        let flags = KmsFlags {
+            kms: Some("aws".into()),
+            ..KmsFlags::default()
+        };
+        assert!(matches!(
+            resolve(&flags, &empty, None).unwrap_err(),
+            TencentSetupError::UnknownBackend(_)
+        ));
+        let flags = KmsFlags {
+            profile: Some("nope".into()),
+            ..KmsFlags::default()
+        };
+        assert!(matches!(
+            resolve(&flags, &empty, None).unwrap_err(),
+            TencentSetupError::NoSuchProfile(_)
+        ));
+    }
+
+    #[test]
+    fn bad_files_are_refused() {
+        for bad in [
+            "[profile.x]\nregion = 1\n",
+            "[profile.x]\nunknown = \"y\"\n",
+            "[other]\n",
+            "not toml",
+        ] {
+            assert!(ConfigFile::parse(bad, "t").is_err(), "{bad}");
+        }
+        let file = ConfigFile::parse(
+            "[profile.x]\nkms = \"tencent\"\nregion = \"ap-a\"\ntimeout = 0\n",
+            "t",
+        )
+        .unwrap();
+        let flags = KmsFlags {
+            profile: Some("x".into()),
+            ..KmsFlags::default()
+        };
+        assert!(matches!(
+            resolve(&flags, &file, None).unwrap_err(),
+            TencentSetupError::Config(_)
+        ));
+    }
+}
