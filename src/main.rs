@@ -1,8 +1,10 @@
 //! The `datakey` command: parses arguments, calls the library, prints.
 
+use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -16,8 +18,10 @@ use datakey::envelope::{self, DecryptOptions, EXIT_KMS, EXIT_USAGE, EncryptOptio
 use datakey::format::{DEFAULT_CHUNK_SIZE, WrappedKey};
 use datakey::io::{OutputTarget, STDIO};
 use datakey::kms::keyring::{KeyState, default_keyring_path};
-use datakey::kms::local::{KeyInfo, LOCAL_BACKEND, LocalKms, keyring_to_kms};
-use datakey::kms::{GenerateDataKeyRequest, KeySpec, Kms, KmsError, KmsErrorKind};
+use datakey::kms::local::{KeyInfo, LocalKms, keyring_to_kms};
+use datakey::kms::tencent::config::{self as kms_config, BackendChoice, KmsFlags};
+use datakey::kms::tencent::{TencentKms, TencentSetupError};
+use datakey::kms::{GenerateDataKeyRequest, KeyLocation, KeySpec, Kms, KmsError, KmsErrorKind};
 use datakey::server::{Credentials, KmsServer, ServeConfig};
 
 /// Envelope encryption of files with data keys from a KMS.
@@ -69,6 +73,52 @@ struct OutputArgs {
     threads: Option<u16>,
 }
 
+/// Which KMS to use; unset flags fall back to the profile, the file header, then defaults.
+#[derive(Args)]
+struct KmsArgs {
+    /// The KMS back-end: local or tencent [default: local].
+    #[arg(long, value_name = "NAME", value_parser = ["local", "tencent"])]
+    kms: Option<String>,
+
+    /// A profile of the config file ($XDG_CONFIG_HOME/datakey/config.toml, or DATAKEY_CONFIG).
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+
+    /// The Tencent Cloud region, such as ap-guangzhou (a short code like gz with --api legacy).
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+
+    /// A URL replacing the KMS endpoint, such as http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+
+    /// The Tencent Cloud API: v3 or legacy (2.0).
+    #[arg(long, value_name = "API", value_parser = ["v3", "legacy"])]
+    api: Option<String>,
+
+    /// Seconds to wait for a connection to the KMS [default: 5].
+    #[arg(long, value_name = "SECS", value_parser = kms_config::parse_seconds)]
+    connect_timeout: Option<Duration>,
+
+    /// Seconds one KMS request may take [default: 30].
+    #[arg(long, value_name = "SECS", value_parser = kms_config::parse_seconds)]
+    timeout: Option<Duration>,
+}
+
+impl KmsArgs {
+    fn flags(&self) -> KmsFlags {
+        KmsFlags {
+            kms: self.kms.clone(),
+            profile: self.profile.clone(),
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            api: self.api.clone(),
+            connect_timeout: self.connect_timeout,
+            timeout: self.timeout,
+        }
+    }
+}
+
 #[derive(Args)]
 struct EncryptArgs {
     /// The master key: an id or alias/NAME [default: alias/default].
@@ -90,6 +140,9 @@ struct EncryptArgs {
     #[command(flatten)]
     output: OutputArgs,
 
+    #[command(flatten)]
+    kms: KmsArgs,
+
     /// The file to encrypt, or - for stdin.
     input: PathBuf,
 }
@@ -102,6 +155,9 @@ struct DecryptArgs {
 
     #[command(flatten)]
     output: OutputArgs,
+
+    #[command(flatten)]
+    kms: KmsArgs,
 
     /// The file to decrypt, or - for stdin.
     input: PathBuf,
@@ -134,6 +190,9 @@ struct GenerateArgs {
     /// A JSON object of string keys to string values.
     #[arg(long, value_name = "JSON")]
     encryption_context: Option<String>,
+
+    #[command(flatten)]
+    kms: KmsArgs,
 }
 
 #[derive(Subcommand)]
@@ -296,13 +355,42 @@ fn kms_failure(err: Result<KmsError, Failure>) -> Failure {
     }
 }
 
+/// Opens the chosen back-end; the local one with its default key created if `create_default`.
+fn open_backend(
+    keyring: Option<PathBuf>,
+    backend: BackendChoice,
+    create_default: bool,
+) -> Result<Box<dyn Kms>, Failure> {
+    Ok(match backend {
+        BackendChoice::Local if create_default => Box::new(open_or_create_default(keyring)?),
+        BackendChoice::Local => Box::new(open_local(keyring)?),
+        BackendChoice::Tencent {
+            options,
+            credentials_profile,
+        } => Box::new(
+            TencentKms::from_env(options, credentials_profile.as_deref()).map_err(setup_failure)?,
+        ),
+    })
+}
+
+fn setup_failure(err: TencentSetupError) -> Failure {
+    Failure::new(EXIT_USAGE, err)
+}
+
 fn encrypt(keyring: Option<PathBuf>, args: EncryptArgs) -> Result<(), Failure> {
     let context = EncryptionContext::from_assignments(&args.context)
         .map_err(|e| Failure::new(EXIT_USAGE, e))?;
-    let kms = match &args.key_id {
-        Some(_) => open_local(keyring)?,
-        None => open_or_create_default(keyring)?,
-    };
+    let resolved =
+        kms_config::resolve_with_default_file(&args.kms.flags(), None).map_err(setup_failure)?;
+    let key_id = args.key_id.clone().or(resolved.key_id);
+    let is_local = resolved.backend == BackendChoice::Local;
+    if key_id.is_none() && !is_local {
+        return Err(
+            Failure::new(EXIT_USAGE, "the tencent back-end needs a master key")
+                .with_hint("give --key-id ID, or key_id in the --profile"),
+        );
+    }
+    let kms = open_backend(keyring, resolved.backend, key_id.is_none())?;
     let target = output_target(
         &args.input,
         args.output.output.as_deref(),
@@ -316,7 +404,7 @@ fn encrypt(keyring: Option<PathBuf>, args: EncryptArgs) -> Result<(), Failure> {
         );
     }
 
-    let mut options = EncryptOptions::new(args.key_id.unwrap_or_else(|| "alias/default".into()));
+    let mut options = EncryptOptions::new(key_id.unwrap_or_else(|| "alias/default".into()));
     options.cipher = args.cipher;
     options.chunk_size = args.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
     options.context = context;
@@ -324,11 +412,11 @@ fn encrypt(keyring: Option<PathBuf>, args: EncryptArgs) -> Result<(), Failure> {
 
     log::info!(
         "back-end {}, key {}, cipher {}",
-        LOCAL_BACKEND,
+        kms.location().backend,
         options.key_id,
         options.cipher
     );
-    let report = envelope::encrypt_file(&kms, &options, &args.input, &target)
+    let report = envelope::encrypt_file(kms.as_ref(), &options, &args.input, &target)
         .map_err(|e| Failure::new(e.exit_code(), e))?;
     log::info!(
         "encrypted {} bytes in {} chunks under key {}",
@@ -367,27 +455,32 @@ fn decrypt(keyring: Option<PathBuf>, args: DecryptArgs) -> Result<(), Failure> {
         threads: args.output.threads.map(usize::from),
     };
 
+    // The header's entry picks the back-end unless flags say otherwise. A set-up failure (no
+    // credentials, bad region) is kept aside so that it exits as a usage error.
+    let flags = args.kms.flags();
+    let setup_error = RefCell::new(None);
     let resolve = |entry: &WrappedKey| -> Result<Box<dyn Kms>, KmsError> {
         log::info!(
             "wrapped key: back-end {}, key {}",
             entry.backend,
             entry.key_id
         );
-        match entry.backend.as_str() {
-            LOCAL_BACKEND => {
-                let path =
-                    keyring_path(keyring.clone()).map_err(|f| KmsError::internal(f.message))?;
-                let kms = LocalKms::open(&path).map_err(keyring_to_kms)?;
-                Ok(Box::new(kms))
-            }
-            other => Err(KmsError::new(
-                "UnsupportedOperation",
-                format!("the file names back-end {other:?}, which this build cannot use"),
-            )),
-        }
+        let location = KeyLocation {
+            backend: entry.backend.clone(),
+            region: entry.region.clone(),
+            endpoint: entry.endpoint.clone(),
+        };
+        kms_config::resolve_with_default_file(&flags, Some(&location))
+            .map_err(setup_failure)
+            .and_then(|resolved| open_backend(keyring.clone(), resolved.backend, false))
+            .map_err(|failure| {
+                let err = KmsError::internal(failure.message.clone());
+                setup_error.replace(Some(failure));
+                err
+            })
     };
     let report = envelope::decrypt_file(&resolve, &options, &args.input, &target)
-        .map_err(|e| decrypt_failure(&e))?;
+        .map_err(|e| setup_error.take().unwrap_or_else(|| decrypt_failure(&e)))?;
     log::info!(
         "decrypted {} bytes with key {}",
         report.body.plaintext_len,
@@ -516,9 +609,17 @@ fn inspection_text(found: &Inspection) -> String {
 }
 
 fn generate_data_key(keyring: Option<PathBuf>, args: GenerateArgs) -> Result<(), Failure> {
+    let resolved =
+        kms_config::resolve_with_default_file(&args.kms.flags(), None).map_err(setup_failure)?;
     let result = build_generate_request(&args).and_then(|request| {
-        let kms = LocalKms::open(keyring_path(keyring).map_err(|f| KmsError::internal(f.message))?)
-            .map_err(keyring_to_kms)?;
+        let kms: Box<dyn Kms> = match resolved.backend {
+            BackendChoice::Local => Box::new(
+                LocalKms::open(keyring_path(keyring).map_err(|f| KmsError::internal(f.message))?)
+                    .map_err(keyring_to_kms)?,
+            ),
+            tencent => open_backend(keyring, tencent, false)
+                .map_err(|f| KmsError::invalid_parameter(f.message))?,
+        };
         kms.generate_data_key(&request)
     });
     match result {

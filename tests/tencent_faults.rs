@@ -4,11 +4,9 @@
 //! and checks that the client ends with a clear error (or success) within its deadline, after
 //! exactly the attempts the retry policy allows.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
+mod tencent_support;
+
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -20,6 +18,8 @@ use datakey::kms::tencent::{
     ApiVersion, CODE_BAD_ANSWER, CODE_BAD_STATUS, CODE_NETWORK, Credentials, TencentKms,
     TencentOptions, TransportOptions,
 };
+use tencent_support::{Reply, Seen, Server};
+
 use datakey::kms::{DecryptRequest, GenerateDataKeyRequest, KeySpec, Kms, KmsError, KmsErrorKind};
 
 const SECRET_ID: &str = "AKIDfaulttest0001";
@@ -36,22 +36,6 @@ const DEADLINE: Duration = Duration::from_secs(4);
 
 /// Slack allowed past the deadline for scheduling on a loaded machine.
 const SLACK: Duration = Duration::from_secs(2);
-
-/// How long a hanging connection is held open at most.
-const HANG_LIMIT: Duration = Duration::from_secs(10);
-
-/// What the server does with one request.
-#[derive(Clone)]
-enum Reply {
-    /// Answers with this status, content type and body.
-    Raw(u16, &'static str, String),
-    /// Answers after a delay.
-    Slow(Duration, Box<Reply>),
-    /// Reads the request and never answers (holds the connection open).
-    Hang,
-    /// Reads the request and closes the connection.
-    Close,
-}
 
 fn json(body: impl Into<String>) -> Reply {
     Reply::Raw(200, "application/json", body.into())
@@ -72,134 +56,6 @@ fn gdk_ok(len: usize) -> Reply {
         r#"{{"Response":{{"KeyId":"kid","Plaintext":"{}","CiphertextBlob":"blob-1","RequestId":"req-ok"}}}}"#,
         key_b64(len)
     ))
-}
-
-/// One request as the server saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A scripted server; requests are counted and kept.
-struct Server {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Server {
-    fn start<F>(script: F) -> Self
-    where
-        F: Fn(usize) -> Reply + Send + Sync + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let count = Arc::new(AtomicUsize::new(0));
-        let script = Arc::new(script);
-        let seen_by_server = Arc::clone(&seen);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let (seen, count, script) = (
-                    Arc::clone(&seen_by_server),
-                    Arc::clone(&count),
-                    Arc::clone(&script),
-                );
-                thread::spawn(move || serve(stream, &seen, &count, &*script));
-            }
-        });
-        Self { addr, seen }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn hits(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    fn requests(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-fn serve(
-    stream: TcpStream,
-    seen: &Mutex<Vec<Seen>>,
-    count: &AtomicUsize,
-    script: &(dyn Fn(usize) -> Reply + Send + Sync),
-) {
-    stream.set_read_timeout(Some(HANG_LIMIT)).unwrap();
-    let mut reader = BufReader::new(stream);
-    let Some(request) = read_request(&mut reader) else {
-        return;
-    };
-    seen.lock().unwrap().push(request);
-    let index = count.fetch_add(1, Ordering::SeqCst);
-    let mut stream = reader.into_inner();
-    answer(&mut stream, script(index));
-}
-
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Seen> {
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    if line.is_empty() {
-        return None;
-    }
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':')?;
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
-    let len = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).ok()?;
-    Some(Seen { headers, body })
-}
-
-fn answer(stream: &mut TcpStream, reply: Reply) {
-    match reply {
-        Reply::Raw(status, content_type, body) => {
-            let head = format!(
-                "HTTP/1.1 {status} Scripted\r\nContent-Type: {content_type}\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(body.as_bytes());
-        }
-        Reply::Slow(delay, reply) => {
-            thread::sleep(delay);
-            answer(stream, *reply);
-        }
-        Reply::Hang => {
-            // Hold the connection until the client gives up (a read returns) or the limit.
-            let mut buf = [0u8; 64];
-            let _ = stream.read(&mut buf);
-        }
-        Reply::Close => {}
-    }
 }
 
 fn policy() -> TransportOptions {

@@ -252,6 +252,24 @@ pub fn resolve(
     })
 }
 
+/// [`resolve`] with the default config file ([`ConfigFile::load_default`]).
+pub fn resolve_with_default_file(
+    flags: &KmsFlags,
+    location: Option<&KeyLocation>,
+) -> Result<Resolved, TencentSetupError> {
+    resolve(flags, &ConfigFile::load_default()?, location)
+}
+
+/// Reads a positive number of seconds such as `5` or `0.5` (for `--timeout` and the like).
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{text:?} is not a positive number of seconds"))
+}
+
 fn layers(
     flags: &KmsFlags,
     file: &ConfigFile,
@@ -483,6 +501,15 @@ kms = "local"
             resolve(&flags, &empty, None).unwrap_err(),
             TencentSetupError::NoSuchProfile(_)
         ));
+    }
+
+    #[test]
+    fn seconds_parse() {
+        assert_eq!(parse_seconds("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
+        for bad in ["0", "-1", "x", "", "inf", "NaN"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
