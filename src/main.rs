@@ -456,7 +456,7 @@ fn decrypt(keyring: Option<PathBuf>, args: DecryptArgs) -> Result<(), Failure> {
     };
 
     // The header's entry picks the back-end unless flags say otherwise. A set-up failure (no
-    // credentials, bad region) is kept aside so that it exits as a usage error.
+    // credentials, a bad config file) is kept aside so that it exits as a usage error.
     let flags = args.kms.flags();
     let setup_error = RefCell::new(None);
     let resolve = |entry: &WrappedKey| -> Result<Box<dyn Kms>, KmsError> {
@@ -470,14 +470,21 @@ fn decrypt(keyring: Option<PathBuf>, args: DecryptArgs) -> Result<(), Failure> {
             region: entry.region.clone(),
             endpoint: entry.endpoint.clone(),
         };
-        kms_config::resolve_with_default_file(&flags, Some(&location))
-            .map_err(setup_failure)
-            .and_then(|resolved| open_backend(keyring.clone(), resolved.backend, false))
-            .map_err(|failure| {
-                let err = KmsError::internal(failure.message.clone());
-                setup_error.replace(Some(failure));
-                err
-            })
+        let stash = |failure: Failure| {
+            let err = KmsError::internal(failure.message.clone());
+            setup_error.replace(Some(failure));
+            err
+        };
+        let resolved = match kms_config::resolve_with_default_file(&flags, Some(&location)) {
+            Ok(resolved) => resolved,
+            Err(err @ (TencentSetupError::Config(_) | TencentSetupError::NoSuchProfile(_))) => {
+                return Err(stash(setup_failure(err)));
+            }
+            // What the header names (back-end, region, endpoint) cannot be used: the header may
+            // be damaged, so this is a KMS failure, not a usage error.
+            Err(err) => return Err(KmsError::new("UnsupportedOperation", err.to_string())),
+        };
+        open_backend(keyring.clone(), resolved.backend, false).map_err(stash)
     };
     let report = envelope::decrypt_file(&resolve, &options, &args.input, &target)
         .map_err(|e| setup_error.take().unwrap_or_else(|| decrypt_failure(&e)))?;

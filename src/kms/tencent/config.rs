@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::options::{ApiVersion, TencentOptions, TencentSetupError, is_short_region};
+use super::options::{
+    ApiVersion, Endpoint, TencentOptions, TencentSetupError, is_short_region, validate_region,
+};
 use crate::kms::KeyLocation;
 
 /// The variable that names the config file.
@@ -201,7 +203,7 @@ impl Layer {
     }
 }
 
-/// Picks the back-end and its options: flags, then the profile named by `--profile`, then the
+/// Picks the back-end and its options (region and endpoint checked): flags, then the profile named by `--profile`, then the
 /// file header's `location` (on decrypt), then `[profile.default]`, then built-in defaults.
 ///
 /// Where the key lives (region, endpoint, API) is never pieced together from two sources that
@@ -241,6 +243,8 @@ pub fn resolve(
     let mut options = TencentOptions::new(region);
     options.api = api;
     options.endpoint = first(&|l| l.endpoint.clone());
+    validate_region(&options.region, options.api)?;
+    Endpoint::resolve(&options)?;
     apply_timeouts(&mut options, flags, &layers)?;
     let credentials_profile = first(&|l| l.profile.credentials_profile.clone());
     Ok(Resolved {
@@ -492,6 +496,15 @@ kms = "local"
         assert!(matches!(
             resolve(&flags, &empty, None).unwrap_err(),
             TencentSetupError::UnknownBackend(_)
+        ));
+        let damaged = KeyLocation {
+            backend: "tencent".into(),
+            region: Some("ap-guang zhou".into()),
+            endpoint: None,
+        };
+        assert!(matches!(
+            resolve(&KmsFlags::default(), &empty, Some(&damaged)).unwrap_err(),
+            TencentSetupError::InvalidRegion(_)
         ));
         let flags = KmsFlags {
             profile: Some("nope".into()),
