@@ -282,9 +282,13 @@ fn init_logging(verbose: u8) {
         1 => log::LevelFilter::Info,
         _ => log::LevelFilter::Debug,
     };
+    // The HTTP client's trace level dumps raw requests and answers (signatures, tokens, data
+    // keys), so it is capped at debug whatever DATAKEY_LOG asks.
     env_logger::Builder::new()
         .filter_level(level)
         .parse_env("DATAKEY_LOG")
+        .filter_module("ureq", level.min(log::LevelFilter::Debug))
+        .filter_module("ureq_proto", level.min(log::LevelFilter::Debug))
         .format_timestamp(None)
         .init();
 }

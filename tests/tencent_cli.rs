@@ -273,3 +273,89 @@ fn an_unreachable_kms_fails_within_the_timeouts() {
         .stderr(predicates::str::contains("ClientNetworkError"));
     assert!(!dir.path().join("notes.txt.dk").exists());
 }
+
+#[test]
+fn credentials_come_from_the_sdk_file_when_the_environment_has_none() {
+    let server = Server::start_with(toy_kms);
+    let (dir, input) = setup();
+    let sdk_dir = dir.path().join(".tencentcloud");
+    std::fs::create_dir_all(&sdk_dir).unwrap();
+    let file = format!(
+        "[default]\nsecret_id = wrong\nsecret_key = wrong\n\n\
+         [ops]\nsecret_id = {SECRET_ID}\nsecret_key = {SECRET_KEY}\n"
+    );
+    std::fs::write(sdk_dir.join("credentials"), file).unwrap();
+    let config = dir.path().join("config").join("datakey");
+    std::fs::create_dir_all(&config).unwrap();
+    let profile = format!(
+        "[profile.ops]\nkms = \"tencent\"\nregion = \"ap-guangzhou\"\nendpoint = \"{}\"\n\
+         key_id = \"kid\"\ncredentials_profile = \"ops\"\n",
+        server.url()
+    );
+    std::fs::write(config.join("config.toml"), profile).unwrap();
+
+    datakey(dir.path())
+        .env_remove("TENCENTCLOUD_SECRET_ID")
+        .env_remove("TENCENTCLOUD_SECRET_KEY")
+        .args(["encrypt", "--profile", "ops"])
+        .arg(&input)
+        .assert()
+        .success();
+    assert_eq!(server.hits(), 1);
+
+    // The default profile of the file holds other credentials, which the toy KMS refuses.
+    datakey(dir.path())
+        .env_remove("TENCENTCLOUD_SECRET_ID")
+        .env_remove("TENCENTCLOUD_SECRET_KEY")
+        .args([
+            "encrypt",
+            "--force",
+            "--kms",
+            "tencent",
+            "--region",
+            "ap-guangzhou",
+        ])
+        .args(["--endpoint", &server.url(), "--key-id", "kid"])
+        .arg(&input)
+        .assert()
+        .code(3)
+        .stderr(predicates::str::contains("AuthFailure.SignatureFailure"));
+}
+
+#[test]
+fn logs_show_no_signature_token_or_data_key_even_at_trace() {
+    let server = Server::start_with(toy_kms);
+    let (dir, input) = setup();
+    let out = datakey(dir.path())
+        .env("TENCENTCLOUD_SESSION_TOKEN", "session-token-never-logged")
+        .env("DATAKEY_LOG", "trace")
+        .args([
+            "-vv",
+            "encrypt",
+            "--kms",
+            "tencent",
+            "--region",
+            "ap-guangzhou",
+        ])
+        .args(["--endpoint", &server.url(), "--key-id", "kid"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("GenerateDataKey answered HTTP 200"), "{logs}");
+
+    let seen = &server.requests()[0];
+    let signature = sign::parse_authorization(seen.header("authorization").unwrap())
+        .unwrap()
+        .signature;
+    let data_key = BASE64.encode(DATA_KEY);
+    for secret in [
+        SECRET_KEY,
+        "session-token-never-logged",
+        &signature[..16],
+        &data_key[..16],
+    ] {
+        assert!(!logs.contains(secret), "{secret:?} in the logs");
+    }
+}
