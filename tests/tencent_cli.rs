@@ -76,9 +76,11 @@ fn toy_kms(_: usize, seen: &Seen) -> Reply {
     let key = BASE64.encode(DATA_KEY);
     let blob = format!("blob:{}", BASE64.encode(context));
     match seen.header("x-tc-action") {
-        Some("GenerateDataKey") => json(format!(
-            r#"{{"Response":{{"KeyId":"kid","Plaintext":"{key}","CiphertextBlob":"{blob}","RequestId":"g1"}}}}"#
-        )),
+        Some("GenerateDataKey") => json(
+            serde_json::json!({"Response": {"KeyId": "kid", "Plaintext": key,
+                "CiphertextBlob": blob, "RequestId": "g1"}})
+            .to_string(),
+        ),
         Some("Decrypt") if body["CiphertextBlob"] == blob.as_str() => json(format!(
             r#"{{"Response":{{"KeyId":"kid","Plaintext":"{key}","RequestId":"d1"}}}}"#
         )),

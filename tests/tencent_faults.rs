@@ -42,9 +42,10 @@ fn json(body: impl Into<String>) -> Reply {
 }
 
 fn api_error(code: &str) -> Reply {
-    json(format!(
-        r#"{{"Response":{{"Error":{{"Code":"{code}","Message":"scripted {code}"}},"RequestId":"req-{code}"}}}}"#
-    ))
+    let message = format!("scripted {code}");
+    let body = serde_json::json!({"Response": {"Error": {"Code": code, "Message": message},
+        "RequestId": format!("req-{code}")}});
+    json(body.to_string())
 }
 
 fn key_b64(len: usize) -> String {
@@ -52,10 +53,9 @@ fn key_b64(len: usize) -> String {
 }
 
 fn gdk_ok(len: usize) -> Reply {
-    json(format!(
-        r#"{{"Response":{{"KeyId":"kid","Plaintext":"{}","CiphertextBlob":"blob-1","RequestId":"req-ok"}}}}"#,
-        key_b64(len)
-    ))
+    let body = serde_json::json!({"Response": {"KeyId": "kid", "Plaintext": key_b64(len),
+        "CiphertextBlob": "blob-1", "RequestId": "req-ok"}});
+    json(body.to_string())
 }
 
 fn policy() -> TransportOptions {
@@ -190,9 +190,9 @@ fn missing_fields_are_named() {
 #[test]
 fn bad_base64_plaintext_is_refused() {
     let server = Server::start(|_| {
-        json(
-            r#"{"Response":{"KeyId":"kid","Plaintext":"!!not*base64!!","CiphertextBlob":"b","RequestId":"req-b64"}}"#,
-        )
+        let body = serde_json::json!({"Response": {"KeyId": "kid", "Plaintext": "!!not*base64!!",
+            "CiphertextBlob": "b", "RequestId": "req-b64"}});
+        json(body.to_string())
     });
     let err = gdk_error(&client(&server));
     assert_eq!(server.hits(), 1);
@@ -447,9 +447,9 @@ fn encrypt_and_re_encrypt_send_their_parameters() {
         if n == 0 {
             json(r#"{"Response":{"KeyId":"kid","CiphertextBlob":"enc-1","RequestId":"r1"}}"#)
         } else {
-            json(
-                r#"{"Response":{"KeyId":"k2","SourceKeyId":"kid","CiphertextBlob":"enc-2","ReEncrypted":true,"RequestId":"r2"}}"#,
-            )
+            let body = serde_json::json!({"Response": {"KeyId": "k2", "SourceKeyId": "kid",
+                "CiphertextBlob": "enc-2", "ReEncrypted": true, "RequestId": "r2"}});
+            json(body.to_string())
         }
     });
     let kms = client(&server);
@@ -514,10 +514,9 @@ fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
 
 #[test]
 fn legacy_requests_are_signed_and_answers_read() {
-    let body = format!(
-        r#"{{"code":0,"message":"","codeDesc":"Success","requestId":"lr","keyId":"kid","plaintext":"{}","ciphertextBlob":"lblob"}}"#,
-        key_b64(16)
-    );
+    let body = serde_json::json!({"code": 0, "message": "", "codeDesc": "Success",
+        "requestId": "lr", "keyId": "kid", "plaintext": key_b64(16), "ciphertextBlob": "lblob"})
+    .to_string();
     let server = Server::start(move |_| json(body.clone()));
     let kms = client_with(&server, ApiVersion::Legacy, policy());
     let key = kms

@@ -203,8 +203,9 @@ impl Layer {
     }
 }
 
-/// Picks the back-end and its options (region and endpoint checked): flags, then the profile named by `--profile`, then the
-/// file header's `location` (on decrypt), then `[profile.default]`, then built-in defaults.
+/// Picks the back-end and its options (region and endpoint checked): flags, then the profile
+/// named by `--profile`, then the file header's `location` (on decrypt), then
+/// `[profile.default]`, then built-in defaults.
 ///
 /// Where the key lives (region, endpoint, API) is never pieced together from two sources that
 /// name a back-end: the first profile or header naming the chosen back-end ends the search, and
