@@ -199,11 +199,17 @@ impl Keyring {
     }
 
     fn parse(text: &[u8]) -> Result<Self, String> {
-        let ring: Self = serde_json::from_slice(text).map_err(|err| err.to_string())?;
+        let ring: Self = serde_json::from_slice(text).map_err(|err| describe_json_error(&err))?;
         if ring.version != KEYRING_VERSION {
             return Err(format!("version {} is not {KEYRING_VERSION}", ring.version));
         }
         for (i, key) in ring.keys.iter().enumerate() {
+            if !is_canonical_uuid(&key.key_id) {
+                return Err(format!(
+                    "key id {:?} is not a lower-case hyphenated UUID",
+                    key.key_id
+                ));
+            }
             let later = &ring.keys[i + 1..];
             if later.iter().any(|other| other.key_id == key.key_id) {
                 return Err(format!("key id {} appears twice", key.key_id));
@@ -322,6 +328,7 @@ impl Keyring {
         path: &Path,
         change: impl FnOnce(&mut Keyring, bool) -> Result<(bool, T), KeyringError>,
     ) -> Result<(Keyring, T), KeyringError> {
+        let path = &resolve_keyring_path(path)?;
         let _lock = KeyringLock::acquire(path)?;
         let (mut ring, exists) = match Self::load(path) {
             Ok(ring) => (ring, true),
@@ -334,6 +341,48 @@ impl Keyring {
         }
         Ok((ring, out))
     }
+}
+
+/// The file a keyring change must write: a symlink's target (so the change reaches the real
+/// keyring instead of replacing the link), and never anything but a regular file.
+fn resolve_keyring_path(path: &Path) -> Result<PathBuf, KeyringError> {
+    let io_err = |source| KeyringError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(path.to_owned()),
+        Err(err) => return Err(io_err(err)),
+    };
+    let real = if meta.file_type().is_symlink() {
+        fs::canonicalize(path).map_err(io_err)?
+    } else {
+        path.to_owned()
+    };
+    if !fs::metadata(&real).map_err(io_err)?.is_file() {
+        let reason = "not a regular file".to_owned();
+        return Err(KeyringError::Parse {
+            path: path.to_owned(),
+            reason,
+        });
+    }
+    Ok(real)
+}
+
+/// A JSON error without the offending text, which could be key material in the wrong field.
+fn describe_json_error(err: &serde_json::Error) -> String {
+    let what = match err.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Data => "a missing or invalid field",
+        serde_json::error::Category::Eof => "cut short",
+    };
+    format!("{what} at line {} column {}", err.line(), err.column())
+}
+
+fn is_canonical_uuid(id: &str) -> bool {
+    uuid::Uuid::parse_str(id).is_ok_and(|uuid| uuid.to_string() == id)
 }
 
 /// An exclusive advisory lock on `<keyring>.lock`, released on drop.
@@ -521,6 +570,59 @@ mod tests {
         ring.create_key(None, "").unwrap();
         let material = BASE64.encode(ring.keys[0].material.as_bytes());
         assert!(!format!("{ring:?}").contains(&material));
+    }
+
+    #[test]
+    fn changes_through_a_symlink_reach_the_real_keyring() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        let link = dir.path().join("link.json");
+        Keyring::update(&real, |ring| ring.create_key(None, "").map(|_| ())).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+
+        Keyring::update(&link, |ring| ring.create_key(None, "").map(|_| ())).unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(Keyring::load(&real).unwrap().keys.len(), 2);
+    }
+
+    #[test]
+    fn refuses_a_keyring_that_is_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Keyring::update(dir.path(), |_| Ok(())).unwrap_err();
+        assert!(matches!(err, KeyringError::Parse { .. }), "{err}");
+    }
+
+    #[test]
+    fn rejects_non_canonical_key_ids_and_hides_field_values() {
+        let mut ring = Keyring::empty();
+        ring.create_key(None, "").unwrap();
+        let material = BASE64.encode(ring.keys[0].material.as_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring.json");
+
+        let upper = ring.keys[0].key_id.to_uppercase();
+        let mut bad = ring.clone();
+        bad.keys[0].key_id = upper;
+        bad.save(&path).unwrap();
+        assert!(matches!(
+            Keyring::load(&path),
+            Err(KeyringError::Parse { .. })
+        ));
+
+        let text = fs::read_to_string({
+            ring.save(&path).unwrap();
+            &path
+        })
+        .unwrap();
+        fs::write(&path, text.replace("\"Enabled\"", &format!("{material:?}"))).unwrap();
+        let err = Keyring::load(&path).unwrap_err().to_string();
+        assert!(err.contains("invalid field"), "{err}");
+        assert!(!err.contains(&material), "{err}");
     }
 
     #[test]
