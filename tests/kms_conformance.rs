@@ -6,6 +6,7 @@ mod support;
 
 use datakey::context::EncryptionContext;
 use datakey::kms::local::LocalKms;
+use datakey::kms::tencent::{ApiVersion, Credentials, TencentKms, TencentOptions};
 use datakey::kms::{DecryptRequest, GenerateDataKeyRequest, KeySpec, Kms, KmsErrorKind};
 
 /// The master key every case uses unless it makes its own.
@@ -210,4 +211,30 @@ fn local_keyring() {
         kms: &kms,
         admin: &kms,
     });
+}
+
+/// The Tencent client speaking `api` to a `kms serve` on loopback.
+fn run_remote(api: ApiVersion, name: &str) {
+    let server = support::TestServer::start();
+    let admin = LocalKms::open(&server.keyring).unwrap();
+    let mut options = TencentOptions::new(support::REGION);
+    options.endpoint = Some(server.server.url());
+    options.api = api;
+    let credentials = Credentials::new(support::SECRET_ID, support::SECRET_KEY);
+    let kms = TencentKms::new(options, credentials).unwrap();
+    run_suite(&Backend {
+        name,
+        kms: &kms,
+        admin: &admin,
+    });
+}
+
+#[test]
+fn tencent_client_api_v3_to_kms_serve() {
+    run_remote(ApiVersion::V3, "tencent v3 -> kms serve");
+}
+
+#[test]
+fn tencent_client_legacy_api_to_kms_serve() {
+    run_remote(ApiVersion::Legacy, "tencent legacy -> kms serve");
 }
