@@ -283,10 +283,12 @@ mod tests {
     fn encrypt_re_encrypt_decrypt() {
         let (_dir, kms) = kms();
         let other = kms.create_key(Some("other"), "").unwrap();
-        let sealed = fields(
-            &call(&kms, "Encrypt", json!({"KeyId": "alias/default", "Plaintext": "aGk=", "EncryptionContext": "{\"a\":\"1\"}"}))
-                .unwrap(),
-        );
+        let sealed = json!({
+            "KeyId": "alias/default",
+            "Plaintext": "aGk=",
+            "EncryptionContext": "{\"a\":\"1\"}",
+        });
+        let sealed = fields(&call(&kms, "Encrypt", sealed).unwrap());
         let moved = fields(
             &call(
                 &kms,

@@ -37,32 +37,9 @@ pub fn verify_tc3(
         now,
     )?;
 
-    // The scope must name this service and the timestamp's UTC date.
-    if parsed.service != sign::KMS_SERVICE {
-        return Err(invalid_authorization(format!(
-            "credential scope service {:?} is not {}",
-            parsed.service,
-            sign::KMS_SERVICE
-        )));
-    }
-    let date = sign::tc3_date(timestamp).map_err(|err| invalid_parameter(err.to_string()))?;
-    if parsed.date != date {
-        return Err(signature_failure(format!(
-            "credential scope date {:?} is not the date of the timestamp, {date}",
-            parsed.date
-        )));
-    }
+    let date = check_scope(&parsed, timestamp)?;
     let signed: Vec<&str> = parsed.signed_headers.iter().map(String::as_str).collect();
-    for required in REQUIRED_SIGNED_HEADERS {
-        if !signed
-            .iter()
-            .any(|name| name.eq_ignore_ascii_case(required))
-        {
-            return Err(invalid_authorization(format!(
-                "SignedHeaders must include {required}"
-            )));
-        }
-    }
+    check_signed_headers(&signed)?;
 
     // Rebuild the canonical request from what was received and compare signatures.
     let secret_key = secret_key(credentials, &parsed.secret_id)?;
@@ -82,6 +59,41 @@ pub fn verify_tc3(
     let expected = sign::tc3_signature(secret_key, &date, &to_sign);
     if !sign::signatures_match(&expected, &parsed.signature) {
         return Err(signature_failure("the signature does not match"));
+    }
+    Ok(())
+}
+
+/// Checks that the credential scope names this service and the timestamp's UTC date, which it
+/// returns.
+fn check_scope(parsed: &sign::Authorization, timestamp: i64) -> Result<String, KmsError> {
+    if parsed.service != sign::KMS_SERVICE {
+        return Err(invalid_authorization(format!(
+            "credential scope service {:?} is not {}",
+            parsed.service,
+            sign::KMS_SERVICE
+        )));
+    }
+    let date = sign::tc3_date(timestamp).map_err(|err| invalid_parameter(err.to_string()))?;
+    if parsed.date != date {
+        return Err(signature_failure(format!(
+            "credential scope date {:?} is not the date of the timestamp, {date}",
+            parsed.date
+        )));
+    }
+    Ok(date)
+}
+
+/// Checks that the signature covers at least the headers TC3 requires.
+fn check_signed_headers(signed: &[&str]) -> Result<(), KmsError> {
+    for required in REQUIRED_SIGNED_HEADERS {
+        if !signed
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(required))
+        {
+            return Err(invalid_authorization(format!(
+                "SignedHeaders must include {required}"
+            )));
+        }
     }
     Ok(())
 }

@@ -120,7 +120,11 @@ def check_encrypt_decrypt_re_encrypt(kms):
     )
     assert moved.SourceKeyId == State.key_id and moved.ReEncrypted
     opened = kms.Decrypt(
-        request(models.DecryptRequest, CiphertextBlob=moved.CiphertextBlob, EncryptionContext=CONTEXT)
+        request(
+            models.DecryptRequest,
+            CiphertextBlob=moved.CiphertextBlob,
+            EncryptionContext=CONTEXT,
+        )
     )
     assert opened.Plaintext == secret
 
