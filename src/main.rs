@@ -1,7 +1,10 @@
 //! The `datakey` command: parses arguments, calls the library, prints.
 
 use std::cell::RefCell;
+use std::ffi::OsStr;
 use std::io::{IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,8 +31,9 @@ use datakey::server::{Credentials, KmsServer, ServeConfig};
 #[derive(Parser)]
 #[command(name = "datakey", version, about, max_term_width = 100)]
 struct Cli {
-    /// The local keyring file [default: $XDG_DATA_HOME/datakey/keyring.json].
-    #[arg(long, global = true, env = "DATAKEY_KEYRING", value_name = "PATH")]
+    /// The local keyring file [default: $DATAKEY_KEYRING, else
+    /// $XDG_DATA_HOME/datakey/keyring.json].
+    #[arg(long, global = true, value_name = "PATH")]
     keyring: Option<PathBuf>,
 
     /// Log decisions (back-end, key id, chunks) on stderr; twice for more.
@@ -401,7 +405,7 @@ fn encrypt(keyring: Option<PathBuf>, args: EncryptArgs) -> Result<(), Failure> {
         args.output.force,
         ".dk",
     )?;
-    if target == OutputTarget::Stdout && std::io::stdout().is_terminal() {
+    if writes_to_terminal(&target) {
         return Err(
             Failure::new(EXIT_USAGE, "refusing to write encrypted data to a terminal")
                 .with_hint("redirect stdout or give -o FILE"),
@@ -524,10 +528,12 @@ fn output_target(
     if input.as_os_str() == STDIO {
         return Ok(OutputTarget::Stdout);
     }
-    let name = input.as_os_str().to_string_lossy();
+    let name = input.as_os_str().as_bytes();
     let path = if suffix.is_empty() {
-        match name.strip_suffix(".dk") {
-            Some(stem) if !stem.is_empty() && !stem.ends_with('/') => PathBuf::from(stem),
+        match name.strip_suffix(b".dk") {
+            Some(stem) if !stem.is_empty() && !stem.ends_with(b"/") => {
+                PathBuf::from(OsStr::from_bytes(stem))
+            }
             _ => {
                 return Err(Failure::new(
                     EXIT_USAGE,
@@ -544,6 +550,29 @@ fn output_target(
     Ok(OutputTarget::File { path, force })
 }
 
+/// Whether encrypted output would land on a terminal: stdout, or a path such as /dev/tty.
+fn writes_to_terminal(target: &OutputTarget) -> bool {
+    match target {
+        OutputTarget::Stdout => std::io::stdout().is_terminal(),
+        OutputTarget::File { path, .. } => {
+            let is_device = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device());
+            is_device
+                && std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .is_ok_and(|f| f.is_terminal())
+        }
+    }
+}
+
+/// Prints `text` and a newline on stdout, reporting a failed write instead of panicking.
+fn emit(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::new(EXIT_USAGE, format!("writing standard output: {e}")))
+}
+
 fn inspect(args: InspectArgs) -> Result<(), Failure> {
     let found = envelope::inspect(&args.input).map_err(|e| Failure::new(e.exit_code(), e))?;
     let text = if args.json {
@@ -551,8 +580,7 @@ fn inspect(args: InspectArgs) -> Result<(), Failure> {
     } else {
         inspection_text(&found)
     };
-    println!("{text}");
-    Ok(())
+    emit(&text)
 }
 
 fn inspection_json(found: &Inspection) -> String {
@@ -647,10 +675,8 @@ fn generate_data_key(keyring: Option<PathBuf>, args: GenerateArgs) -> Result<(),
                 "message": err.message,
                 "requestId": request_id,
             });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&body).expect("json values serialize")
-            );
+            // The failure below is what matters; a failed write of its JSON is reported by it.
+            let _ = emit(&serde_json::to_string_pretty(&body).expect("json values serialize"));
             let code = if err.kind == KmsErrorKind::InvalidParameter {
                 EXIT_USAGE
             } else {
@@ -724,8 +750,10 @@ fn keys(keyring: Option<PathBuf>, command: KeysCommand) -> Result<(), Failure> {
         })
         .map_err(|e| Failure::new(EXIT_USAGE, e))?;
         drop(ring);
-        println!("{id}");
-        return Ok(());
+        return emit(&id).map_err(|f| {
+            let message = format!("created key {id}, but {}", f.message);
+            Failure::new(f.code, message)
+        });
     }
 
     let kms = open_local(keyring)?;
@@ -736,38 +764,35 @@ fn keys(keyring: Option<PathBuf>, command: KeysCommand) -> Result<(), Failure> {
         KeysCommand::Create { .. } => unreachable!("handled above"),
     };
     let key = changed.map_err(|e| Failure::new(EXIT_KMS, e))?;
-    println!("{} {}", key.key_id, key.state.as_str());
-    Ok(())
+    emit(&format!("{} {}", key.key_id, key.state.as_str()))
 }
 
 fn list_keys(kms: &LocalKms, json: bool) -> Result<(), Failure> {
     let keys = kms.list().map_err(|e| Failure::new(EXIT_KMS, e))?;
     if json {
         let rows: Vec<_> = keys.iter().map(key_json).collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).expect("json values serialize")
-        );
-        return Ok(());
+        return emit(&serde_json::to_string_pretty(&rows).expect("json values serialize"));
     }
-    println!(
+    let mut table = format!(
         "{:<36}  {:<20}  {:<8}  {:<20}  DESCRIPTION",
         "KEY ID", "ALIAS", "STATE", "CREATED"
     );
     for key in &keys {
-        println!(
-            "{:<36}  {:<20}  {:<8}  {:<20}  {}",
+        let alias = key
+            .alias
+            .as_deref()
+            .map(|a| format!("alias/{a}"))
+            .unwrap_or_default();
+        table += &format!(
+            "\n{:<36}  {:<20}  {:<8}  {:<20}  {}",
             key.key_id,
-            key.alias
-                .as_deref()
-                .map(|a| format!("alias/{a}"))
-                .unwrap_or_default(),
+            alias,
             key.state.as_str(),
             format_time(key.create_time),
             key.description
         );
     }
-    Ok(())
+    emit(&table)
 }
 
 fn key_json(key: &KeyInfo) -> serde_json::Value {

@@ -661,3 +661,61 @@ fn short_non_datakey_inputs_are_usage_errors() {
     }
     assert!(!sb.path("out").exists());
 }
+
+/// Runs `datakey ARGS REDIRECTION` through sh; returns the exit status and stderr.
+fn with_redirect(sb: &Sandbox, args: &str, redirect: &str) -> (i32, String) {
+    let bin = assert_cmd::cargo::cargo_bin("datakey");
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("{} {args} {redirect}", bin.display())])
+        .current_dir(sb.dir.path())
+        .env("DATAKEY_KEYRING", sb.keyring())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn failed_writes_to_stdout_are_errors_not_panics() {
+    let (sb, _) = encrypted(b"x", &[]);
+    for args in ["inspect plain.dk", "keys list", "keys list --json"] {
+        let (code, stderr) = with_redirect(&sb, args, "> /dev/full");
+        assert_eq!(code, 2, "{args}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args}: {stderr}");
+    }
+    let (code, stderr) = with_redirect(&sb, "keys create", "> /dev/full");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("created key"), "{stderr}");
+}
+
+#[test]
+fn non_utf8_names_keep_their_bytes() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let sb = Sandbox::new();
+    let name = OsStr::from_bytes(b"n\xff");
+    fs::write(sb.dir.path().join(name), b"bytes").unwrap();
+    sb.cmd().arg("encrypt").arg(name).assert().success();
+    fs::remove_file(sb.dir.path().join(name)).unwrap();
+    sb.cmd()
+        .arg("decrypt")
+        .arg(OsStr::from_bytes(b"n\xff.dk"))
+        .assert()
+        .success();
+    assert_eq!(fs::read(sb.dir.path().join(name)).unwrap(), b"bytes");
+}
+
+#[test]
+fn an_empty_keyring_variable_means_the_default_location() {
+    let sb = Sandbox::new();
+    sb.cmd()
+        .env("DATAKEY_KEYRING", "")
+        .env("XDG_DATA_HOME", sb.path("data"))
+        .args(["keys", "create", "--alias", "x"])
+        .assert()
+        .success();
+    assert!(sb.path("data/datakey/keyring.json").exists());
+}
