@@ -220,3 +220,55 @@ fn encrypt_and_decrypt_through_kms_serve_with_each_api() {
     signal(&child, "-TERM");
     assert!(wait_with_timeout(&mut child).success());
 }
+
+#[test]
+fn credentials_file_gives_several_pairs() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    let text = format!(
+        "# test pairs\n{SECRET_ID} {SECRET_KEY}\n{} {}\n",
+        support::OTHER_SECRET_ID,
+        support::OTHER_SECRET_KEY
+    );
+    std::fs::write(&file, text).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_datakey"))
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--credentials"])
+        .arg(&file)
+        .arg("--keyring")
+        .arg(dir.path().join("keyring.json"))
+        .env_remove("TENCENTCLOUD_SECRET_ID")
+        .env_remove("TENCENTCLOUD_SECRET_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let host = line.trim().strip_prefix(LISTEN_PREFIX).unwrap().to_owned();
+
+    let body = br#"{"Limit": 5}"#;
+    for (id, key) in [
+        (SECRET_ID, SECRET_KEY),
+        (support::OTHER_SECRET_ID, support::OTHER_SECRET_KEY),
+    ] {
+        let mut call = support::Tc3Call::new("ListKeys", body);
+        call.secret_id = id;
+        call.secret_key = key;
+        let answer = call.send(&host);
+        assert!(answer.error_code().is_none(), "{id}: {}", answer.body);
+    }
+    let mut stranger = support::Tc3Call::new("ListKeys", body);
+    stranger.secret_id = "AKIDnotinthefile";
+    assert_eq!(
+        stranger.send(&host).error_code(),
+        Some("AuthFailure.SecretIdNotFound")
+    );
+
+    signal(&child, "-TERM");
+    assert!(wait_with_timeout(&mut child).success());
+}
