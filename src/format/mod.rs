@@ -212,6 +212,11 @@ impl Header {
         read_exact(input, &mut core_bytes[PREFIX_LEN..])?;
         let core: Core = decode_exact(&core_bytes[PREFIX_LEN..], "core")?;
         core.check()?;
+        if core.encode() != core_bytes {
+            return Err(HeaderError::Malformed(
+                "core is not canonically encoded".into(),
+            ));
+        }
 
         let mut len = [0u8; 4];
         read_exact(input, &mut len)?;
@@ -220,6 +225,12 @@ impl Header {
         let mut keys = vec![0u8; keys_len];
         read_exact(input, &mut keys)?;
         let wrapped_keys: Vec<WrappedKey> = decode_exact(&keys, "wrapped keys")?;
+        // One encoding per header: `encoded_len` and the body offset rely on it.
+        if encode_keys(&wrapped_keys) != keys {
+            return Err(HeaderError::Malformed(
+                "wrapped keys are not canonically encoded".into(),
+            ));
+        }
         if wrapped_keys.is_empty() || wrapped_keys.len() > MAX_WRAPPED_KEYS {
             return Err(HeaderError::Malformed(format!(
                 "{} wrapped keys, expected 1 to {MAX_WRAPPED_KEYS}",
@@ -382,6 +393,23 @@ mod tests {
         bytes[7] = 2;
         let err = Header::read_from(&mut bytes.as_slice()).unwrap_err();
         assert!(matches!(err, HeaderError::UnsupportedVersion(2)));
+    }
+
+    #[test]
+    fn over_long_varints_are_refused() {
+        let mut bytes = Vec::new();
+        sample().write_to(&mut bytes).unwrap();
+        let keys_at = sample().core_bytes.len();
+        let keys_len = u32::from_le_bytes(bytes[keys_at..keys_at + 4].try_into().unwrap());
+        assert_eq!(bytes[keys_at + 4], 1, "one wrapped key");
+
+        // The entry count 1 written as two bytes, 81 00, decodes to the same value.
+        let mut long = bytes[..keys_at].to_vec();
+        long.extend_from_slice(&(keys_len + 1).to_le_bytes());
+        long.extend_from_slice(&[0x81, 0x00]);
+        long.extend_from_slice(&bytes[keys_at + 5..]);
+        let err = Header::read_from(&mut long.as_slice()).unwrap_err();
+        assert!(err.to_string().contains("canonically"), "{err}");
     }
 
     #[test]
