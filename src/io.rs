@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use tempfile::NamedTempFile;
 
@@ -139,6 +140,8 @@ pub enum Output {
         path: PathBuf,
         /// Whether to replace an existing destination.
         force: bool,
+        /// Keeps the temporary path listed for [`remove_pending_outputs`] while it exists.
+        _pending: Pending,
     },
     /// A character device or FIFO, written directly: it holds no file to replace.
     Device(File),
@@ -181,12 +184,14 @@ impl Output {
             .prefix(".datakey-")
             .suffix(".tmp")
             .tempfile_in(dir)
-            .map_err(|err| OutputError::Io(path.clone(), err))?;
+            .map_err(|err| OutputError::Io(path.clone(), without_path(err)))?;
+        let pending = Pending::register(tmp.path());
         let tmp = io::BufWriter::with_capacity(1024 * 1024, tmp);
         Ok(Self::File {
             tmp,
             path: path.clone(),
             force,
+            _pending: pending,
         })
     }
 
@@ -205,7 +210,9 @@ impl Output {
         match self {
             Self::Stdout(mut out) => out.flush(),
             Self::Device(mut file) => file.flush(),
-            Self::File { tmp, path, force } => {
+            Self::File {
+                tmp, path, force, ..
+            } => {
                 let tmp = tmp.into_inner().map_err(io::IntoInnerError::into_error)?;
                 tmp.as_file().sync_all()?;
                 let persisted = if force {
@@ -217,6 +224,49 @@ impl Output {
                 Ok(())
             }
         }
+    }
+}
+
+/// Temporary outputs that exist right now, so that a signal handler can remove them.
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A temporary output path listed in [`PENDING`] for as long as this value lives.
+#[derive(Debug)]
+pub struct Pending(PathBuf);
+
+impl Pending {
+    fn register(path: &Path) -> Self {
+        lock_pending().push(path.to_owned());
+        Self(path.to_owned())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        lock_pending().retain(|p| p != &self.0);
+    }
+}
+
+fn lock_pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    PENDING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes every temporary output still being written. A program that exits on a signal calls
+/// this first, so that an interrupted run leaves nothing beside its destination.
+pub fn remove_pending_outputs() {
+    for path in lock_pending().drain(..) {
+        let _ = fs::remove_file(path);
+    }
+}
+
+/// The operating system's error without the temporary file's name that `tempfile` attaches,
+/// which would only confuse a person reading the message.
+pub fn without_path(err: io::Error) -> io::Error {
+    match err.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => err,
     }
 }
 

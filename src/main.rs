@@ -297,11 +297,34 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+/// On SIGINT, SIGTERM or SIGHUP, removes the temporary output being written and exits with
+/// 128 + the signal number, so an interrupted run leaves nothing beside its destination.
+fn remove_outputs_on_signal() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        log::warn!("cannot watch for signals: an interrupted run may leave a temporary file");
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            datakey::io::remove_pending_outputs();
+            std::process::exit(128 + signal);
+        }
+    });
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     let keyring = cli.keyring;
     match cli.command {
-        Command::Encrypt(args) => encrypt(keyring, args),
-        Command::Decrypt(args) => decrypt(keyring, args),
+        Command::Encrypt(args) => {
+            remove_outputs_on_signal();
+            encrypt(keyring, args)
+        }
+        Command::Decrypt(args) => {
+            remove_outputs_on_signal();
+            decrypt(keyring, args)
+        }
         Command::Inspect(args) => inspect(args),
         Command::GenerateDataKey(args) => generate_data_key(keyring, args),
         Command::Keys(command) => keys(keyring, command),
