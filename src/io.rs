@@ -134,8 +134,10 @@ impl std::error::Error for OutputError {}
 pub enum Output {
     /// A temporary file and its final destination.
     File {
-        /// The temporary file.
-        tmp: io::BufWriter<NamedTempFile>,
+        /// The temporary file, removed on drop unless persisted.
+        tmp: NamedTempFile,
+        /// A buffered writer on the same file.
+        writer: io::BufWriter<File>,
         /// The destination.
         path: PathBuf,
         /// Whether to replace an existing destination.
@@ -186,9 +188,15 @@ impl Output {
             .tempfile_in(dir)
             .map_err(|err| OutputError::Io(path.clone(), without_path(err)))?;
         let pending = Pending::register(tmp.path());
-        let tmp = io::BufWriter::with_capacity(1024 * 1024, tmp);
+        // Write through a second handle: the temporary file's own writer names the file in
+        // every error, and that name means nothing to the person reading it.
+        let handle = tmp
+            .as_file()
+            .try_clone()
+            .map_err(|e| OutputError::Io(path.clone(), e))?;
         Ok(Self::File {
             tmp,
+            writer: io::BufWriter::with_capacity(1024 * 1024, handle),
             path: path.clone(),
             force,
             _pending: pending,
@@ -198,7 +206,7 @@ impl Output {
     /// The writer.
     pub fn writer(&mut self) -> &mut dyn Write {
         match self {
-            Self::File { tmp, .. } => tmp,
+            Self::File { writer, .. } => writer,
             Self::Device(file) => file,
             Self::Stdout(out) => out,
         }
@@ -211,9 +219,15 @@ impl Output {
             Self::Stdout(mut out) => out.flush(),
             Self::Device(mut file) => file.flush(),
             Self::File {
-                tmp, path, force, ..
+                tmp,
+                writer,
+                path,
+                force,
+                ..
             } => {
-                let tmp = tmp.into_inner().map_err(io::IntoInnerError::into_error)?;
+                writer
+                    .into_inner()
+                    .map_err(io::IntoInnerError::into_error)?;
                 tmp.as_file().sync_all()?;
                 let persisted = if force {
                     tmp.persist(&path)
@@ -263,7 +277,7 @@ pub fn remove_pending_outputs() {
 
 /// The operating system's error without the temporary file's name that `tempfile` attaches,
 /// which would only confuse a person reading the message.
-pub fn without_path(err: io::Error) -> io::Error {
+fn without_path(err: io::Error) -> io::Error {
     match err.raw_os_error() {
         Some(code) => io::Error::from_raw_os_error(code),
         None => err,
