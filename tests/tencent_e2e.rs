@@ -100,6 +100,12 @@ fn round_trip_through_kms_serve_with_both_apis() {
             .assert()
             .success();
         assert_eq!(std::fs::read(&out).unwrap(), data, "{api}");
+
+        datakey(dir.path())
+            .args(["decrypt", "-c", "project=other", "-o", "-"])
+            .arg(&sealed)
+            .assert()
+            .code(1);
     }
     assert!(
         !dir.path().join("client-keyring.json").exists(),
