@@ -1,5 +1,6 @@
-//! Criterion benchmarks: body throughput per cipher, size and chunk size; local KMS calls; and
-//! encrypting many small files through `envelope::encrypt_file`.
+//! Criterion benchmarks: body throughput per cipher, size and chunk size; KMS calls on the local
+//! keyring and on `kms serve` over loopback; encrypting many small files through
+//! `envelope::encrypt_file`.
 //!
 //! `cargo bench` runs them all in a few minutes on two cores; `cargo bench -- seal` picks one
 //! group. Sample counts are kept at Criterion's minimum so the sweep stays short: compare runs
@@ -17,7 +18,9 @@ use datakey::context::EncryptionContext;
 use datakey::envelope::{self, EncryptOptions};
 use datakey::io::OutputTarget;
 use datakey::kms::local::LocalKms;
+use datakey::kms::tencent::{ApiVersion, Credentials, TencentKms, TencentOptions};
 use datakey::kms::{DecryptRequest, GenerateDataKeyRequest, KeySpec, Kms};
+use datakey::server::{KmsServer, ServeConfig};
 use datakey::stream::Stream;
 
 const KIB: usize = 1024;
@@ -147,6 +150,48 @@ fn bench_local_kms(c: &mut Criterion) {
     group.finish();
 }
 
+/// Made-up credentials for the loopback server.
+const SECRET_ID: &str = "AKIDdatakeybench00000000000000001";
+const SECRET_KEY: &str = "datakeyBenchSecretKey000000000001";
+
+/// GenerateDataKey and Decrypt through the Tencent client (API v3, signed) against
+/// `kms serve` on 127.0.0.1: HTTP, signing and the server's keyring, per call.
+fn bench_kms_serve(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut accepted = datakey::server::Credentials::new();
+    accepted
+        .insert(SECRET_ID, SECRET_KEY)
+        .expect("valid credentials");
+    let mut config = ServeConfig::new(dir.path().join("keyring.json"), accepted);
+    config.listen = "127.0.0.1:0".into();
+    let server = KmsServer::bind(config).expect("loopback port").spawn();
+
+    let mut options = TencentOptions::new("ap-guangzhou");
+    options.endpoint = Some(server.url());
+    options.api = ApiVersion::V3;
+    let kms =
+        TencentKms::new(options, Credentials::new(SECRET_ID, SECRET_KEY)).expect("client options");
+    let request = GenerateDataKeyRequest::new("alias/default", KeySpec::Aes256, Default::default());
+
+    let mut group = short_group(c, "kms_serve");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("generate_data_key", |b| {
+        b.iter(|| {
+            kms.generate_data_key(black_box(&request))
+                .expect("data key")
+        })
+    });
+    let generated = kms.generate_data_key(&request).expect("data key");
+    let unwrap = DecryptRequest {
+        ciphertext_blob: generated.ciphertext_blob,
+        context: EncryptionContext::new(),
+    };
+    group.bench_function("decrypt", |b| {
+        b.iter(|| kms.decrypt(black_box(&unwrap)).expect("unwrapped key"))
+    });
+    group.finish();
+}
+
 /// Encrypts `SMALL_FILES` files of `SMALL_FILE_SIZE` bytes per iteration, one
 /// `encrypt_file` call (and so one GenerateDataKey) each, replacing the previous outputs.
 fn bench_small_files(c: &mut Criterion) {
@@ -190,6 +235,7 @@ criterion::criterion_group!(
     bench_ciphers,
     bench_chunk_sizes,
     bench_local_kms,
+    bench_kms_serve,
     bench_small_files
 );
 criterion::criterion_main!(benches);
