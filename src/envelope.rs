@@ -270,7 +270,8 @@ pub fn encrypt_input(
     let stream = Stream::new(&keys.payload, options.chunk_size, digest, options.threads);
     let body = match input {
         Input::Mapped(map) => {
-            stream.seal_slice_releasing(&map, out, &mut |range| crate::io::release(&map, range))
+            let mut releaser = crate::io::Releaser::new(&map);
+            stream.seal_slice_releasing(&map, out, &mut |range| releaser.consumed(range))
         }
         Input::Stream(mut reader) => stream.seal_reader(&mut reader, out),
     }
@@ -325,8 +326,9 @@ pub fn decrypt_input(
             let (key_id, keys, context) = unlock(resolve, options, &header)?;
             let stream = stream_for(&header, &keys, options.threads);
             let start = header.encoded_len();
+            let mut releaser = crate::io::Releaser::new(&map);
             let body = stream.open_slice_releasing(&map[start..], out, &mut |range| {
-                crate::io::release(&map, start + range.start..start + range.end)
+                releaser.consumed(start + range.start..start + range.end)
             })?;
             Ok(DecryptReport {
                 key_id,
