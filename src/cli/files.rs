@@ -1,0 +1,185 @@
+//! `encrypt` and `decrypt`: choosing the KMS, the output, and reporting failures.
+
+use std::cell::RefCell;
+use std::ffi::OsStr;
+use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use datakey::context::EncryptionContext;
+use datakey::envelope::{self, DecryptOptions, EXIT_USAGE, EncryptOptions};
+use datakey::format::{DEFAULT_CHUNK_SIZE, WrappedKey};
+use datakey::io::{OutputTarget, STDIO};
+use datakey::kms::tencent::TencentSetupError;
+use datakey::kms::tencent::config::{self as kms_config, BackendChoice};
+use datakey::kms::{KeyLocation, Kms, KmsError, KmsErrorKind};
+
+use super::args::{DecryptArgs, EncryptArgs};
+use super::{Failure, open_backend, setup_failure};
+
+pub(crate) fn encrypt(keyring: Option<PathBuf>, args: EncryptArgs) -> Result<(), Failure> {
+    let context = EncryptionContext::from_assignments(&args.context)
+        .map_err(|e| Failure::new(EXIT_USAGE, e))?;
+    let resolved =
+        kms_config::resolve_with_default_file(&args.kms.flags(), None).map_err(setup_failure)?;
+    let key_id = args.key_id.clone().or(resolved.key_id);
+    let is_local = resolved.backend == BackendChoice::Local;
+    if key_id.is_none() && !is_local {
+        return Err(
+            Failure::new(EXIT_USAGE, "the tencent back-end needs a master key")
+                .with_hint("give --key-id ID, or key_id in the --profile"),
+        );
+    }
+    let kms = open_backend(keyring, resolved.backend, key_id.is_none())?;
+    let target = output_target(
+        &args.input,
+        args.output.output.as_deref(),
+        args.output.force,
+        ".dk",
+    )?;
+    if writes_to_terminal(&target) {
+        return Err(
+            Failure::new(EXIT_USAGE, "refusing to write encrypted data to a terminal")
+                .with_hint("redirect stdout or give -o FILE"),
+        );
+    }
+
+    let mut options = EncryptOptions::new(key_id.unwrap_or_else(|| "alias/default".into()));
+    options.cipher = args.cipher;
+    options.chunk_size = args.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
+    options.context = context;
+    options.threads = args.output.threads.map(usize::from);
+
+    log::info!(
+        "back-end {}, key {}, cipher {}",
+        kms.location().backend,
+        options.key_id,
+        options.cipher
+    );
+    let report = envelope::encrypt_file(kms.as_ref(), &options, &args.input, &target)
+        .map_err(|e| Failure::new(e.exit_code(), e))?;
+    log::info!(
+        "encrypted {} bytes in {} chunks under key {}",
+        report.body.plaintext_len,
+        report.body.chunks,
+        report.key_id
+    );
+    Ok(())
+}
+
+pub(crate) fn decrypt(keyring: Option<PathBuf>, args: DecryptArgs) -> Result<(), Failure> {
+    let required = EncryptionContext::from_assignments(&args.context)
+        .map_err(|e| Failure::new(EXIT_USAGE, e))?;
+    let target = output_target(
+        &args.input,
+        args.output.output.as_deref(),
+        args.output.force,
+        "",
+    )?;
+    let options = DecryptOptions {
+        required_context: required,
+        threads: args.output.threads.map(usize::from),
+    };
+
+    // The header's entry picks the back-end unless flags say otherwise. A set-up failure (no
+    // credentials, a bad config file) is kept aside so that it exits as a usage error.
+    let flags = args.kms.flags();
+    let setup_error = RefCell::new(None);
+    let resolve = |entry: &WrappedKey| -> Result<Box<dyn Kms>, KmsError> {
+        log::info!(
+            "wrapped key: back-end {}, key {}",
+            entry.backend,
+            entry.key_id
+        );
+        let location = KeyLocation {
+            backend: entry.backend.clone(),
+            region: entry.region.clone(),
+            endpoint: entry.endpoint.clone(),
+        };
+        let stash = |failure: Failure| {
+            let err = KmsError::internal(failure.message.clone());
+            setup_error.replace(Some(failure));
+            err
+        };
+        let resolved = match kms_config::resolve_with_default_file(&flags, Some(&location)) {
+            Ok(resolved) => resolved,
+            Err(err @ (TencentSetupError::Config(_) | TencentSetupError::NoSuchProfile(_))) => {
+                return Err(stash(setup_failure(err)));
+            }
+            // What the header names (back-end, region, endpoint) cannot be used: the header may
+            // be damaged, so this is a KMS failure, not a usage error.
+            Err(err) => return Err(KmsError::new("UnsupportedOperation", err.to_string())),
+        };
+        open_backend(keyring.clone(), resolved.backend, false).map_err(stash)
+    };
+    let report = envelope::decrypt_file(&resolve, &options, &args.input, &target)
+        .map_err(|e| setup_error.take().unwrap_or_else(|| decrypt_failure(&e)))?;
+    log::info!(
+        "decrypted {} bytes with key {}",
+        report.body.plaintext_len,
+        report.key_id
+    );
+    Ok(())
+}
+
+pub(crate) fn decrypt_failure(err: &envelope::DecryptError) -> Failure {
+    let failure = Failure::new(err.exit_code(), err);
+    match err {
+        envelope::DecryptError::Kms(e) if e.kind == KmsErrorKind::KeyNotFound => {
+            failure.with_hint("is this the keyring the file was encrypted with? see --keyring")
+        }
+        _ => failure,
+    }
+}
+
+/// The output for `input`: `-o` if given, else stdout for stdin, else the input name with
+/// `suffix` added (encrypt) or `.dk` removed (decrypt, `suffix` empty).
+pub(crate) fn output_target(
+    input: &Path,
+    output: Option<&Path>,
+    force: bool,
+    suffix: &str,
+) -> Result<OutputTarget, Failure> {
+    if let Some(path) = output {
+        return Ok(OutputTarget::from_arg(path, force));
+    }
+    if input.as_os_str() == STDIO {
+        return Ok(OutputTarget::Stdout);
+    }
+    let name = input.as_os_str().as_bytes();
+    let path = if suffix.is_empty() {
+        match name.strip_suffix(b".dk") {
+            Some(stem) if !stem.is_empty() && !stem.ends_with(b"/") => {
+                PathBuf::from(OsStr::from_bytes(stem))
+            }
+            _ => {
+                return Err(Failure::new(
+                    EXIT_USAGE,
+                    format!("{} does not end in .dk", input.display()),
+                )
+                .with_hint("name the output with -o OUT"));
+            }
+        }
+    } else {
+        let mut path = input.as_os_str().to_owned();
+        path.push(suffix);
+        PathBuf::from(path)
+    };
+    Ok(OutputTarget::File { path, force })
+}
+
+/// Whether encrypted output would land on a terminal: stdout, or a path such as /dev/tty.
+pub(crate) fn writes_to_terminal(target: &OutputTarget) -> bool {
+    match target {
+        OutputTarget::Stdout => std::io::stdout().is_terminal(),
+        OutputTarget::File { path, .. } => {
+            let is_device = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device());
+            is_device
+                && std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .is_ok_and(|f| f.is_terminal())
+        }
+    }
+}
