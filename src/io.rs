@@ -361,7 +361,10 @@ fn open_device(path: &Path) -> Result<Output, OutputError> {
 }
 
 /// The one place that calls `mmap`, `madvise` and `sync_file_range`.
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "mmap, madvise and sync_file_range have no safe wrapper"
+)]
 mod mapping {
     use std::fs::File;
     use std::io;
