@@ -273,7 +273,7 @@ impl Output {
 /// Temporary outputs that exist right now, so that a signal handler can remove them.
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// A temporary output path listed in [`PENDING`] for as long as this value lives.
+/// A temporary output path listed for the signal handler for as long as this value lives.
 #[derive(Debug)]
 pub struct Pending(PathBuf);
 
