@@ -719,3 +719,78 @@ fn an_empty_keyring_variable_means_the_default_location() {
         .success();
     assert!(sb.path("data/datakey/keyring.json").exists());
 }
+
+/// The wrapped data key and salt of a .dk file, read through `inspect --json` and the header.
+fn blob_and_salt(path: &std::path::Path) -> (String, Vec<u8>) {
+    let bytes = fs::read(path).unwrap();
+    let header = datakey::format::Header::read_from(&mut bytes.as_slice()).unwrap();
+    (
+        header.wrapped_keys[0].blob.clone(),
+        header.core.salt.to_vec(),
+    )
+}
+
+#[test]
+fn batch_encrypts_many_files_with_one_data_key_when_asked() {
+    let sb = Sandbox::new();
+    let names: Vec<String> = (0..5).map(|i| format!("f{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        sb.file(name, &pattern(5000 + i, i as u64));
+    }
+    sb.cmd()
+        .args(["encrypt", "--reuse-data-key", "3"])
+        .args(&names)
+        .assert()
+        .success();
+
+    let sealed: Vec<_> = names
+        .iter()
+        .map(|n| blob_and_salt(&sb.path(&format!("{n}.dk"))))
+        .collect();
+    assert_eq!(
+        sealed[0].0, sealed[1].0,
+        "one data key for the first three files"
+    );
+    assert_eq!(sealed[0].0, sealed[2].0);
+    assert_ne!(sealed[0].0, sealed[3].0, "a fresh key after three uses");
+    assert_ne!(sealed[0].1, sealed[1].1, "every file has its own salt");
+
+    for (i, name) in names.iter().enumerate() {
+        let out = format!("{name}.out");
+        sb.cmd()
+            .args(["decrypt", "-o", &out, &format!("{name}.dk")])
+            .assert()
+            .success();
+        assert_eq!(
+            fs::read(sb.path(&out)).unwrap(),
+            pattern(5000 + i, i as u64)
+        );
+    }
+
+    // Without the option every file gets its own data key.
+    sb.cmd()
+        .args(["encrypt", "--force"])
+        .args(&names[..2])
+        .assert()
+        .success();
+    let a = blob_and_salt(&sb.path("f0.dk"));
+    let b = blob_and_salt(&sb.path("f1.dk"));
+    assert_ne!(a.0, b.0);
+}
+
+#[test]
+fn batch_stops_at_the_first_failure_and_names_the_file() {
+    let sb = Sandbox::new();
+    sb.file("a", b"a");
+    sb.file("c", b"c");
+    sb.cmd()
+        .args(["encrypt", "a", "missing", "c"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("missing:"));
+    assert_eq!(sb.listing(), ["a", "a.dk", "c"]);
+    sb.cmd()
+        .args(["encrypt", "-o", "x.dk", "a", "c"])
+        .assert()
+        .code(2);
+}

@@ -129,8 +129,14 @@ pub(crate) struct EncryptArgs {
     #[command(flatten)]
     pub(crate) kms: KmsArgs,
 
-    /// The file to encrypt, or - for stdin.
-    pub(crate) input: PathBuf,
+    /// Reuse one data key for up to N files of this run (one GenerateDataKey for a batch); each
+    /// file still gets its own derived keys. 0 asks the KMS for every file.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) reuse_data_key: u64,
+
+    /// The files to encrypt (each to FILE.dk), or - for stdin.
+    #[arg(required = true, num_args = 1..)]
+    pub(crate) inputs: Vec<PathBuf>,
 }
 
 #[derive(Args)]

@@ -11,11 +11,12 @@ use datakey::context::EncryptionContext;
 use datakey::envelope::{self, DecryptOptions, EXIT_USAGE, EncryptOptions};
 use datakey::format::{DEFAULT_CHUNK_SIZE, WrappedKey};
 use datakey::io::{OutputTarget, STDIO};
+use datakey::kms::cache::{CacheLimits, CachingKms};
 use datakey::kms::tencent::TencentSetupError;
 use datakey::kms::tencent::config::{self as kms_config, BackendChoice};
 use datakey::kms::{KeyLocation, Kms, KmsError, KmsErrorKind};
 
-use super::args::{DecryptArgs, EncryptArgs};
+use super::args::{DecryptArgs, EncryptArgs, OutputArgs};
 use super::{Failure, open_backend, setup_failure};
 
 pub(crate) fn encrypt(keyring: Option<PathBuf>, args: EncryptArgs) -> Result<(), Failure> {
@@ -32,17 +33,22 @@ pub(crate) fn encrypt(keyring: Option<PathBuf>, args: EncryptArgs) -> Result<(),
         );
     }
     let kms = open_backend(keyring, resolved.backend, key_id.is_none())?;
-    let target = output_target(
-        &args.input,
-        args.output.output.as_deref(),
-        args.output.force,
-        ".dk",
-    )?;
-    if writes_to_terminal(&target) {
-        return Err(
-            Failure::new(EXIT_USAGE, "refusing to write encrypted data to a terminal")
-                .with_hint("redirect stdout or give -o FILE"),
-        );
+    let kms: Box<dyn Kms> = match args.reuse_data_key {
+        0 => kms,
+        uses => {
+            let limits = CacheLimits {
+                max_uses: uses,
+                ..CacheLimits::default()
+            };
+            Box::new(CachingKms::new(kms, limits))
+        }
+    };
+    if args.inputs.len() > 1 && args.output.output.is_some() {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            "-o names one output, but several inputs were given",
+        )
+        .with_hint("drop -o: each FILE is written to FILE.dk"));
     }
 
     let mut options = EncryptOptions::new(key_id.unwrap_or_else(|| "alias/default".into()));
@@ -50,14 +56,42 @@ pub(crate) fn encrypt(keyring: Option<PathBuf>, args: EncryptArgs) -> Result<(),
     options.chunk_size = args.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
     options.context = context;
     options.threads = args.output.threads.map(usize::from);
-
     log::info!(
         "back-end {}, key {}, cipher {}",
         kms.location().backend,
         options.key_id,
         options.cipher
     );
-    let report = envelope::encrypt_file(kms.as_ref(), &options, &args.input, &target)
+
+    // Files are done in order; the first failure stops the batch, and every file written
+    // before it is complete.
+    for input in &args.inputs {
+        let named = |f: Failure| match args.inputs.len() {
+            1 => f,
+            _ => Failure {
+                message: format!("{}: {}", input.display(), f.message),
+                ..f
+            },
+        };
+        encrypt_one(kms.as_ref(), &options, &args.output, input).map_err(named)?;
+    }
+    Ok(())
+}
+
+fn encrypt_one(
+    kms: &dyn Kms,
+    options: &EncryptOptions,
+    output: &OutputArgs,
+    input: &Path,
+) -> Result<(), Failure> {
+    let target = output_target(input, output.output.as_deref(), output.force, ".dk")?;
+    if writes_to_terminal(&target) {
+        return Err(
+            Failure::new(EXIT_USAGE, "refusing to write encrypted data to a terminal")
+                .with_hint("redirect stdout or give -o FILE"),
+        );
+    }
+    let report = envelope::encrypt_file(kms, options, input, &target)
         .map_err(|e| Failure::new(e.exit_code(), e))?;
     log::info!(
         "encrypted {} bytes in {} chunks under key {}",

@@ -1,5 +1,6 @@
 //! The KMS back-end trait, modelled on the GenerateDataKey and Decrypt APIs, and its back-ends.
 
+pub mod cache;
 pub mod keyring;
 pub mod local;
 pub mod tencent;
@@ -150,6 +151,23 @@ pub trait Kms: Send + Sync {
 
     /// Unwraps a data key; the blob names its master key.
     fn decrypt(&self, request: &DecryptRequest) -> Result<DecryptedDataKey, KmsError>;
+}
+
+impl<K: Kms + ?Sized> Kms for Box<K> {
+    fn location(&self) -> KeyLocation {
+        (**self).location()
+    }
+
+    fn generate_data_key(
+        &self,
+        request: &GenerateDataKeyRequest,
+    ) -> Result<GeneratedDataKey, KmsError> {
+        (**self).generate_data_key(request)
+    }
+
+    fn decrypt(&self, request: &DecryptRequest) -> Result<DecryptedDataKey, KmsError> {
+        (**self).decrypt(request)
+    }
 }
 
 /// The class of a KMS failure, which decides the exit status and whether a retry may help.
