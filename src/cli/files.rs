@@ -6,6 +6,8 @@ use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use datakey::context::EncryptionContext;
 use datakey::envelope::{self, DecryptOptions, EXIT_USAGE, EncryptOptions};
@@ -63,19 +65,62 @@ pub(crate) fn encrypt(keyring: Option<PathBuf>, args: EncryptArgs) -> Result<(),
         options.cipher
     );
 
-    // Files are done in order; the first failure stops the batch, and every file written
-    // before it is complete.
-    for input in &args.inputs {
-        let named = |f: Failure| match args.inputs.len() {
-            1 => f,
-            _ => Failure {
-                message: format!("{}: {}", input.display(), f.message),
-                ..f
-            },
-        };
-        encrypt_one(kms.as_ref(), &options, &args.output, input).map_err(named)?;
+    encrypt_batch(kms.as_ref(), &options, &args.output, &args.inputs)
+}
+
+/// How many files of a batch are encrypted at once: enough that one file's sync does not wait
+/// for the previous one's.
+const BATCH_JOBS: usize = 8;
+
+/// Encrypts each input to its own output, several at a time. After a failure no new file is
+/// started; files already started finish (each output is complete or absent), and the first
+/// failure in input order is reported, naming its file.
+fn encrypt_batch(
+    kms: &dyn Kms,
+    options: &EncryptOptions,
+    output: &OutputArgs,
+    inputs: &[PathBuf],
+) -> Result<(), Failure> {
+    if let [input] = inputs {
+        return encrypt_one(kms, options, output, input);
     }
-    Ok(())
+    if inputs.iter().any(|input| input.as_os_str() == STDIO) {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            "stdin (-) cannot be one of several inputs",
+        ));
+    }
+
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..BATCH_JOBS.min(inputs.len()) {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(input) = inputs.get(index) else {
+                        break;
+                    };
+                    if let Err(failure) = encrypt_one(kms, options, output, input) {
+                        stop.store(true, Ordering::Relaxed);
+                        let message = format!("{}: {}", input.display(), failure.message);
+                        let failure = Failure { message, ..failure };
+                        failures
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((index, failure));
+                    }
+                }
+            });
+        }
+    });
+
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    match failures.into_iter().min_by_key(|(index, _)| *index) {
+        Some((_, failure)) => Err(failure),
+        None => Ok(()),
+    }
 }
 
 fn encrypt_one(
