@@ -51,6 +51,9 @@ pub struct CachingKms<K> {
     inner: K,
     limits: CacheLimits,
     entries: Mutex<Vec<Entry>>,
+    /// Held while asking the KMS after a miss, so that files started together wait for one
+    /// GenerateDataKey instead of each making their own.
+    filling: Mutex<()>,
 }
 
 impl<K> std::fmt::Debug for CachingKms<K> {
@@ -68,6 +71,7 @@ impl<K: Kms> CachingKms<K> {
             inner,
             limits,
             entries: Mutex::new(Vec::new()),
+            filling: Mutex::new(()),
         }
     }
 
@@ -131,6 +135,15 @@ impl<K: Kms> Kms for CachingKms<K> {
             log::debug!("data key for {} reused from the cache", request.key_id);
             return Ok(hit);
         }
+
+        // Another thread may have filled the entry while this one waited for the lock.
+        let _filling = self
+            .filling
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(hit) = self.reuse(&cache_key) {
+            return Ok(hit);
+        }
         let generated = self.inner.generate_data_key(request)?;
         self.store(cache_key, &generated);
         Ok(generated)
@@ -163,6 +176,8 @@ mod tests {
             request: &GenerateDataKeyRequest,
         ) -> Result<GeneratedDataKey, KmsError> {
             self.1.fetch_add(1, Ordering::SeqCst);
+            // As slow as a KMS on the network, so that concurrent misses overlap.
+            std::thread::sleep(Duration::from_millis(20));
             self.0.generate_data_key(request)
         }
 
@@ -216,6 +231,27 @@ mod tests {
             "max_uses reached: a fresh key"
         );
         assert_eq!(calls(&kms), 2);
+    }
+
+    #[test]
+    fn files_started_together_share_one_call() {
+        let (_dir, kms) = cached(CacheLimits::default());
+        let start = std::sync::Barrier::new(8);
+        let blobs: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        kms.generate_data_key(&request(&[], KeySpec::Aes256))
+                            .unwrap()
+                            .ciphertext_blob
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(calls(&kms), 1);
+        assert!(blobs.iter().all(|b| b == &blobs[0]));
     }
 
     #[test]
