@@ -17,6 +17,7 @@ use datakey::cipher::{ChunkCipher, Cipher};
 use datakey::context::EncryptionContext;
 use datakey::envelope::{self, EncryptOptions};
 use datakey::io::OutputTarget;
+use datakey::kms::cache::{CacheLimits, CachingKms};
 use datakey::kms::local::LocalKms;
 use datakey::kms::tencent::{ApiVersion, Credentials, TencentKms, TencentOptions};
 use datakey::kms::{DecryptRequest, GenerateDataKeyRequest, KeySpec, Kms};
@@ -197,6 +198,8 @@ fn bench_kms_serve(c: &mut Criterion) {
 fn bench_small_files(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let kms = local_kms(&dir);
+    let cache_dir = tempfile::tempdir().expect("temporary directory");
+    let cached = CachingKms::new(local_kms(&cache_dir), CacheLimits::default());
     let options = EncryptOptions::new("alias/bench");
     let data = input(SMALL_FILE_SIZE);
     let files: Vec<(PathBuf, OutputTarget)> = (0..SMALL_FILES)
@@ -223,6 +226,16 @@ fn bench_small_files(c: &mut Criterion) {
             b.iter(|| {
                 for (path, target) in &files {
                     envelope::encrypt_file(&kms, &options, path, target).expect("encrypting");
+                }
+            })
+        },
+    );
+    group.bench_function(
+        format!("encrypt_file_cached_key/{SMALL_FILES}x{SMALL_FILE_SIZE}"),
+        |b| {
+            b.iter(|| {
+                for (path, target) in &files {
+                    envelope::encrypt_file(&cached, &options, path, target).expect("encrypting");
                 }
             })
         },
