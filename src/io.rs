@@ -66,9 +66,15 @@ pub fn open_input(path: &Path) -> io::Result<(Input, Option<FileId>)> {
 /// decrypt 1 GiB on one thread, measured).
 const FOLIO_MARGIN: usize = 2 * 1024 * 1024;
 
+/// Consumed bytes of a mapped input released at once: each release costs a system call and a
+/// TLB flush on every core running this process, so batches are released several at a time
+/// (releasing each 1 MiB batch on its own made encrypting to /dev/null 20% slower, measured).
+const RELEASE_STEP: usize = 8 * 1024 * 1024;
+
 /// Releases the consumed ranges of a mapped input: tells the kernel they will not be read
 /// again, so their pages leave this process's resident set (they stay in the page cache).
-/// Memory use then stays bounded by the batches in flight, whatever the file size.
+/// Memory use then stays bounded by the batches in flight and one release step, whatever the
+/// file size.
 pub struct Releaser<'a> {
     map: &'a memmap2::Mmap,
     released_to: usize,
@@ -83,14 +89,18 @@ impl<'a> Releaser<'a> {
         }
     }
 
-    /// Releases `range` (consumed ranges come in order) and the margin before it. A failure
-    /// only costs memory, so it is ignored.
+    /// Notes that `range` was consumed (consumed ranges come in order), and once another
+    /// 8 MiB are behind (or the map's end is reached), releases them and the margin before them.
+    /// A failure only costs memory, so it is ignored.
     pub fn consumed(&mut self, range: Range<usize>) {
-        let start = self
-            .released_to
-            .min(range.start)
-            .saturating_sub(FOLIO_MARGIN);
         let end = range.end.min(self.map.len());
+        if end >= self.released_to + RELEASE_STEP || end == self.map.len() {
+            self.release_to(end);
+        }
+    }
+
+    fn release_to(&mut self, end: usize) {
+        let start = self.released_to.saturating_sub(FOLIO_MARGIN);
         if start < end {
             let _ = mapping::release(self.map, start..end);
         }
