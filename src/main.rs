@@ -33,15 +33,51 @@ fn init_logging(verbose: u8) {
         1 => log::LevelFilter::Info,
         _ => log::LevelFilter::Debug,
     };
-    // The HTTP client's trace level dumps raw requests and answers (signatures, tokens, data
-    // keys), so it is capped at debug whatever DATAKEY_LOG asks.
-    env_logger::Builder::new()
+    let inner = env_logger::Builder::new()
         .filter_level(level)
         .parse_env("DATAKEY_LOG")
-        .filter_module("ureq", level.min(log::LevelFilter::Debug))
-        .filter_module("ureq_proto", level.min(log::LevelFilter::Debug))
         .format_timestamp(None)
-        .init();
+        .build();
+    let max = inner.filter();
+    if log::set_boxed_logger(Box::new(CappedLogger { inner })).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// Crates whose trace level dumps raw HTTP requests and answers (signatures, tokens, data keys).
+const CAPPED_TARGETS: [&str; 3] = ["ureq", "ureq_proto", "rustls"];
+
+/// A logger that never passes a trace record of [`CAPPED_TARGETS`] or their modules, whatever
+/// `DATAKEY_LOG` asks (`ureq_proto::util=trace`, say).
+struct CappedLogger {
+    inner: env_logger::Logger,
+}
+
+impl CappedLogger {
+    fn allows(metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() < log::Level::Trace || !is_capped(metadata.target())
+    }
+}
+
+fn is_capped(target: &str) -> bool {
+    let krate = target.split("::").next().unwrap_or(target);
+    CAPPED_TARGETS.contains(&krate)
+}
+
+impl log::Log for CappedLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        Self::allows(metadata) && self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if Self::allows(record.metadata()) {
+            self.inner.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
 }
 
 /// On SIGINT, SIGTERM or SIGHUP, removes the temporary output being written and exits with

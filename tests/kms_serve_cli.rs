@@ -196,3 +196,27 @@ fn credentials_file_gives_several_pairs() {
     signal(&child, "-TERM");
     assert!(wait_with_timeout(&mut child).success());
 }
+
+#[test]
+fn an_unwritable_stdout_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_datakey"))
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--keyring"])
+        .arg(dir.path().join("keyring.json"))
+        .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_with_timeout(&mut child);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("writing standard output"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -326,38 +326,58 @@ fn credentials_come_from_the_sdk_file_when_the_environment_has_none() {
 
 #[test]
 fn logs_show_no_signature_token_or_data_key_even_at_trace() {
-    let server = Server::start_with(toy_kms);
-    let (dir, input) = setup();
-    let out = datakey(dir.path())
-        .env("TENCENTCLOUD_SESSION_TOKEN", "session-token-never-logged")
-        .env("DATAKEY_LOG", "trace")
-        .args([
-            "-vv",
-            "encrypt",
-            "--kms",
-            "tencent",
-            "--region",
-            "ap-guangzhou",
-        ])
-        .args(["--endpoint", &server.url(), "--key-id", "kid"])
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let logs = String::from_utf8_lossy(&out.stderr);
-    assert!(logs.contains("GenerateDataKey answered HTTP 200"), "{logs}");
-
-    let seen = &server.requests()[0];
-    let signature = sign::parse_authorization(seen.header("authorization").unwrap())
-        .unwrap()
-        .signature;
-    let data_key = BASE64.encode(DATA_KEY);
-    for secret in [
-        SECRET_KEY,
-        "session-token-never-logged",
-        &signature[..16],
-        &data_key[..16],
+    // The last two name the HTTP client's modules directly, which a per-crate cap would miss.
+    for filter in [
+        "trace",
+        "ureq_proto::util=trace",
+        "ureq::unversioned=trace,rustls=trace",
     ] {
-        assert!(!logs.contains(secret), "{secret:?} in the logs");
+        let server = Server::start_with(toy_kms);
+        let (dir, input) = setup();
+        let out = datakey(dir.path())
+            .env("TENCENTCLOUD_SESSION_TOKEN", "session-token-never-logged")
+            .env("DATAKEY_LOG", filter)
+            .args([
+                "-vv",
+                "encrypt",
+                "--kms",
+                "tencent",
+                "--region",
+                "ap-guangzhou",
+            ])
+            .args(["--endpoint", &server.url(), "--key-id", "kid"])
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{filter}");
+        let logs = String::from_utf8_lossy(&out.stderr);
+        if filter == "trace" {
+            assert!(logs.contains("GenerateDataKey answered HTTP 200"), "{logs}");
+        }
+
+        let seen = &server.requests()[0];
+        let signature = sign::parse_authorization(seen.header("authorization").unwrap())
+            .unwrap()
+            .signature;
+        let data_key = BASE64.encode(DATA_KEY);
+        for secret in [
+            SECRET_KEY,
+            "session-token-never-logged",
+            &signature[..16],
+            &data_key[..16],
+        ] {
+            assert!(
+                !logs.contains(secret),
+                "{secret:?} in the logs with {filter}"
+            );
+        }
+        // The client's trace is a hex dump of every byte sent and received, split in rows that
+        // no search for a whole secret would find: none of it may appear.
+        for dump in ["TRACE ureq", "TRACE rustls"] {
+            assert!(
+                !logs.contains(dump),
+                "{dump} lines in the logs with {filter}"
+            );
+        }
     }
 }

@@ -58,10 +58,10 @@ pub(crate) fn kms_serve(
     let server = KmsServer::bind(config).map_err(|e| usage(&e))?;
 
     // Scripts read this line to find the port when they asked for port 0.
-    println!(
+    emit(&format!(
         "datakey kms serve: listening on http://{}",
         server.local_addr()
-    );
+    ))?;
     server.run_until_signal().map_err(|e| usage(&e))
 }
 
