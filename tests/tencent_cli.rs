@@ -136,7 +136,7 @@ fn encrypt_then_decrypt_finds_the_backend_from_the_header() {
     let entry = &shown["wrapped_keys"][0];
     assert_eq!(entry["backend"], "tencent");
     assert_eq!(entry["region"], "ap-guangzhou");
-    assert_eq!(entry["endpoint"], server.url());
+    assert_eq!(entry["endpoint"], format!("{}/", server.url()));
 
     std::fs::remove_file(&input).unwrap();
     datakey(dir.path())

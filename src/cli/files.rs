@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use datakey::context::EncryptionContext;
-use datakey::envelope::{self, DecryptOptions, EXIT_USAGE, EncryptOptions};
+use datakey::envelope::{self, DecryptOptions, EXIT_KMS, EXIT_USAGE, EncryptOptions};
 use datakey::format::{DEFAULT_CHUNK_SIZE, WrappedKey};
 use datakey::io::{OutputTarget, STDIO};
 use datakey::kms::cache::{CacheLimits, CachingKms};
@@ -185,6 +185,9 @@ pub(crate) fn decrypt(keyring: Option<PathBuf>, args: DecryptArgs) -> Result<(),
             Ok(resolved) => resolved,
             Err(err @ (TencentSetupError::Config(_) | TencentSetupError::NoSuchProfile(_))) => {
                 return Err(stash(setup_failure(err)));
+            }
+            Err(err @ TencentSetupError::UntrustedEndpoint(_)) => {
+                return Err(stash(Failure::new(EXIT_KMS, err)));
             }
             // What the header names (back-end, region, endpoint) cannot be used: the header may
             // be damaged, so this is a KMS failure, not a usage error.

@@ -24,7 +24,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::options::{
-    ApiVersion, Endpoint, TencentOptions, TencentSetupError, is_short_region, validate_region,
+    ApiVersion, Endpoint, TencentOptions, TencentSetupError, is_short_region, names_legacy_path,
+    validate_region,
 };
 use crate::kms::KeyLocation;
 
@@ -174,6 +175,8 @@ pub struct Resolved {
 
 /// One source of settings, in the order they are consulted.
 struct Layer {
+    /// Whether this layer is a file header's, whose endpoint is only used if trusted.
+    from_header: bool,
     kms: Option<String>,
     region: Option<String>,
     endpoint: Option<String>,
@@ -184,6 +187,7 @@ struct Layer {
 impl Layer {
     fn from_profile(profile: &Profile) -> Self {
         Self {
+            from_header: false,
             kms: profile.kms.clone(),
             region: profile.region.clone(),
             endpoint: profile.endpoint.clone(),
@@ -194,6 +198,7 @@ impl Layer {
 
     fn from_location(location: &KeyLocation) -> Self {
         Self {
+            from_header: true,
             kms: Some(location.backend.clone()).filter(|b| !b.is_empty()),
             region: location.region.clone(),
             endpoint: location.endpoint.clone(),
@@ -236,16 +241,25 @@ pub fn resolve(
     keep_one_location(&mut layers, &kms);
     let first = |get: &dyn Fn(&Layer) -> Option<String>| layers.iter().find_map(get);
     let region = first(&|l| l.region.clone()).ok_or(TencentSetupError::NoRegion)?;
+    let endpoint = first(&|l| l.endpoint.clone());
     let api = match first(&|l| l.api.clone()) {
         Some(name) => ApiVersion::parse(&name)?,
         None if is_short_region(&region) => ApiVersion::Legacy,
+        None if endpoint.as_deref().is_some_and(names_legacy_path) => ApiVersion::Legacy,
         None => ApiVersion::V3,
     };
     let mut options = TencentOptions::new(region);
     options.api = api;
-    options.endpoint = first(&|l| l.endpoint.clone());
+    options.endpoint = endpoint;
     validate_region(&options.region, options.api)?;
-    Endpoint::resolve(&options)?;
+    let resolved = Endpoint::resolve(&options)?;
+    if layers
+        .iter()
+        .find(|l| l.endpoint.is_some())
+        .is_some_and(|l| l.from_header)
+    {
+        check_header_endpoint(&resolved, file, api)?;
+    }
     apply_timeouts(&mut options, flags, &layers)?;
     let credentials_profile = first(&|l| l.profile.credentials_profile.clone());
     Ok(Resolved {
@@ -255,6 +269,28 @@ pub fn resolve(
         },
         key_id,
     })
+}
+
+/// Refuses an endpoint that only a file header names, unless it is a Tencent Cloud host, on
+/// loopback, or the endpoint of a profile: anyone who can edit a file could otherwise send the
+/// signed Decrypt request (credentials id, a signature replayable for five minutes) anywhere.
+fn check_header_endpoint(
+    endpoint: &Endpoint,
+    file: &ConfigFile,
+    api: ApiVersion,
+) -> Result<(), TencentSetupError> {
+    let in_profile = file.profile.values().any(|profile| {
+        profile
+            .endpoint
+            .as_deref()
+            .and_then(|url| Endpoint::parse(url, api).ok())
+            .is_some_and(|known| known.url == endpoint.url)
+    });
+    if endpoint.is_tencent_cloud() || endpoint.is_loopback || in_profile {
+        Ok(())
+    } else {
+        Err(TencentSetupError::UntrustedEndpoint(endpoint.url.clone()))
+    }
 }
 
 /// [`resolve`] with the default config file ([`ConfigFile::load_default`]).
@@ -281,6 +317,7 @@ fn layers(
     location: Option<&KeyLocation>,
 ) -> Result<Vec<Layer>, TencentSetupError> {
     let mut layers = vec![Layer {
+        from_header: false,
         kms: flags.kms.clone(),
         region: flags.region.clone(),
         endpoint: flags.endpoint.clone(),
@@ -439,6 +476,68 @@ kms = "local"
         };
         let resolved = resolve(&KmsFlags::default(), &config(), Some(&local)).unwrap();
         assert_eq!(resolved.backend, BackendChoice::Local);
+    }
+
+    #[test]
+    fn a_header_endpoint_is_used_only_when_trusted() {
+        let header = |endpoint: &str| KeyLocation {
+            backend: "tencent".into(),
+            region: Some("ap-beijing".into()),
+            endpoint: Some(endpoint.into()),
+        };
+        let lab = ConfigFile::parse(
+            "[profile.team]\nkms = \"tencent\"\nregion = \"ap-beijing\"\n\
+             endpoint = \"http://kms.team.example:8300\"\n",
+            "test",
+        )
+        .unwrap();
+        for trusted in [
+            "https://kms.ap-beijing.tencentcloudapi.com/",
+            "https://kms-bj.api.qcloud.com/v2/index.php",
+            "http://[::1]:8300/",
+            "http://localhost:8300/",
+            "http://kms.team.example:8300/",
+        ] {
+            let resolved = resolve(&KmsFlags::default(), &lab, Some(&header(trusted)));
+            assert!(resolved.is_ok(), "{trusted}: {resolved:?}");
+        }
+        for untrusted in [
+            "http://kms.ap-beijing.tencentcloudapi.com/",
+            "https://tencentcloudapi.com.evil.example/",
+            "http://192.0.2.2:8300/",
+            "http://kms.team.example:8301/",
+        ] {
+            assert_eq!(
+                resolve(&KmsFlags::default(), &lab, Some(&header(untrusted))).unwrap_err(),
+                TencentSetupError::UntrustedEndpoint(untrusted.into()),
+            );
+        }
+
+        // The same endpoint given as a flag is the user's word for it.
+        let flags = KmsFlags {
+            endpoint: Some("http://192.0.2.2:8300".into()),
+            ..KmsFlags::default()
+        };
+        let location = header("http://192.0.2.2:8300/");
+        assert!(resolve(&flags, &lab, Some(&location)).is_ok());
+    }
+
+    #[test]
+    fn a_legacy_path_in_the_header_selects_the_legacy_api() {
+        let location = KeyLocation {
+            backend: "tencent".into(),
+            region: Some("ap-guangzhou".into()),
+            endpoint: Some("http://127.0.0.1:7/v2/index.php".into()),
+        };
+        let resolved = resolve(&KmsFlags::default(), &config(), Some(&location)).unwrap();
+        assert_eq!(tencent(&resolved).api, ApiVersion::Legacy);
+
+        let flags = KmsFlags {
+            api: Some("v3".into()),
+            ..KmsFlags::default()
+        };
+        let resolved = resolve(&flags, &config(), Some(&location)).unwrap();
+        assert_eq!(tencent(&resolved).api, ApiVersion::V3, "a flag still wins");
     }
 
     #[test]

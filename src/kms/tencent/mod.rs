@@ -163,7 +163,12 @@ impl Kms for TencentKms {
         KeyLocation {
             backend: BACKEND_NAME.to_owned(),
             region: Some(self.options.region.clone()),
-            endpoint: self.options.endpoint.clone(),
+            // The resolved URL, whose path (`/` or `/v2/index.php`) tells decrypt the API.
+            endpoint: self
+                .options
+                .endpoint
+                .as_ref()
+                .map(|_| self.transport.endpoint().url.clone()),
         }
     }
 

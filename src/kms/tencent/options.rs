@@ -149,6 +149,9 @@ pub enum TencentSetupError {
     UnknownApi(String),
     /// The back-end named in the profile or flags is unknown.
     UnknownBackend(String),
+    /// A file header names an endpoint that is neither a Tencent Cloud host, nor on loopback,
+    /// nor in a profile: datakey does not send signed requests there unless told to.
+    UntrustedEndpoint(String),
 }
 
 impl fmt::Display for TencentSetupError {
@@ -181,6 +184,12 @@ impl fmt::Display for TencentSetupError {
             ),
             Self::UnknownApi(api) => write!(f, "api {api:?} is not one of v3, legacy"),
             Self::UnknownBackend(name) => write!(f, "kms {name:?} is not one of local, tencent"),
+            Self::UntrustedEndpoint(url) => write!(
+                f,
+                "the file names the KMS endpoint {url}, which is not a Tencent Cloud host, not on \
+                 loopback and not in a profile; datakey sends no signed request there unless \
+                 told to: give --endpoint {url}, or set it as endpoint in a profile"
+            ),
         }
     }
 }
@@ -286,6 +295,29 @@ impl Endpoint {
         })
     }
 }
+
+impl Endpoint {
+    /// Whether this is one of Tencent Cloud's own KMS hosts over HTTPS.
+    pub fn is_tencent_cloud(&self) -> bool {
+        let Ok(uri) = self.url.parse::<Uri>() else {
+            return false;
+        };
+        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+        uri.scheme_str() == Some("https")
+            && TENCENT_CLOUD_DOMAINS
+                .iter()
+                .any(|domain| host.ends_with(domain))
+    }
+}
+
+/// Whether `url` asks for the legacy API by its path.
+pub fn names_legacy_path(url: &str) -> bool {
+    url.parse::<Uri>()
+        .is_ok_and(|uri| uri.path() == LEGACY_PATH)
+}
+
+/// The domains of Tencent Cloud's KMS hosts (API 3.0 and legacy).
+const TENCENT_CLOUD_DOMAINS: [&str; 2] = [".tencentcloudapi.com", ".api.qcloud.com"];
 
 fn default_path(api: ApiVersion) -> &'static str {
     match api {
