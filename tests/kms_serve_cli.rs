@@ -220,3 +220,39 @@ fn an_unwritable_stdout_is_an_error_not_a_panic() {
     assert!(stderr.contains("writing standard output"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_stalled_request_does_not_hold_the_stop() {
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join("keyring.json");
+    let (mut child, host) = serve(&keyring);
+
+    // Headers promising a body, one byte of it, then nothing: a worker waits on this client.
+    let mut stalled = std::net::TcpStream::connect(&host).unwrap();
+    stalled
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 5000\r\n\r\n{",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let asked = Instant::now();
+    signal(&child, "-TERM");
+    let status = wait_with_timeout(&mut child);
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < datakey::server::SHUTDOWN_GRACE + Duration::from_secs(5),
+        "the stop took {took:?}"
+    );
+    assert!(
+        LocalKms::open(&keyring)
+            .unwrap()
+            .describe("alias/default")
+            .is_ok()
+    );
+    drop(stalled);
+}

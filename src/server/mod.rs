@@ -16,10 +16,10 @@ mod route;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use credentials::{Credentials, CredentialsError};
 
@@ -34,6 +34,10 @@ pub const DEFAULT_WORKERS: usize = 8;
 
 /// How often an idle worker looks at the stop flag.
 const STOP_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long requests in progress get to finish once the server is asked to stop. A client that
+/// stalls its request body would otherwise hold the stop for as long as it likes.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What to serve and where.
 #[derive(Debug)]
@@ -150,22 +154,50 @@ impl KmsServer {
         Stopper(Arc::clone(&self.stop))
     }
 
-    /// Answers requests until stopped, then waits for requests in progress to finish.
-    pub fn run(self) {
-        let workers: Vec<JoinHandle<()>> = (0..self.workers)
-            .map(|_| {
-                let http = Arc::clone(&self.http);
-                let state = Arc::clone(&self.state);
-                let stop = Arc::clone(&self.stop);
-                std::thread::spawn(move || work(&http, &state, &stop))
-            })
-            .collect();
-        for worker in workers {
-            // A worker never panics (answers are built under catch_unwind), so join cannot fail
-            // in practice; if one did, the others still finish.
-            let _ = worker.join();
+    /// Answers requests until stopped, then waits up to [`SHUTDOWN_GRACE`] for requests in
+    /// progress to finish. Returns whether every worker finished; one that did not is left
+    /// waiting on its client (a keyring change is atomic, so nothing is left half written).
+    pub fn run(self) -> bool {
+        let (done, finished) = mpsc::channel();
+        for _ in 0..self.workers {
+            let http = Arc::clone(&self.http);
+            let state = Arc::clone(&self.state);
+            let stop = Arc::clone(&self.stop);
+            let done = Done(done.clone());
+            std::thread::spawn(move || {
+                let _done = done;
+                work(&http, &state, &stop);
+            });
         }
+        drop(done);
+
+        let all_finished = self.wait_for_workers(&finished);
         log::debug!("server on {} stopped", self.address);
+        all_finished
+    }
+
+    /// Counts workers out until all are done, or [`SHUTDOWN_GRACE`] after the stop flag is set.
+    fn wait_for_workers(&self, finished: &mpsc::Receiver<()>) -> bool {
+        let mut running = self.workers;
+        let mut deadline = None;
+        while running > 0 {
+            match finished.recv_timeout(STOP_POLL_INTERVAL) {
+                Ok(()) => running -= 1,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
+                if running > 0 && Instant::now() >= deadline {
+                    log::warn!(
+                        "stopping with {running} request(s) still unanswered after {}s",
+                        SHUTDOWN_GRACE.as_secs()
+                    );
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Answers requests until SIGINT or SIGTERM, then finishes the requests in progress. A
@@ -187,7 +219,9 @@ impl KmsServer {
     pub fn spawn(self) -> RunningServer {
         let address = self.address;
         let stopper = self.stopper();
-        let thread = std::thread::spawn(move || self.run());
+        let thread = std::thread::spawn(move || {
+            self.run();
+        });
         RunningServer {
             address,
             stopper,
@@ -242,6 +276,15 @@ impl RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         self.shut_down();
+    }
+}
+
+/// Tells the server a worker has ended, even by a panic.
+struct Done(mpsc::Sender<()>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
     }
 }
 
