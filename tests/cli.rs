@@ -557,6 +557,17 @@ fn refuses_a_keyring_open_to_others() {
         .stderr(predicate::str::contains("chmod 600"));
     sb.cmd().args(["keys", "list"]).assert().code(2);
     assert!(!sb.path("out").exists());
+
+    // generate-data-key still answers in JSON, and exits as a usage error like the others.
+    let out = sb
+        .cmd()
+        .args(["generate-data-key", "--key-id", "alias/default"])
+        .args(["--key-spec", "AES_256"])
+        .assert()
+        .code(2);
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_ne!(json["code"], 0);
+    assert!(json["message"].as_str().unwrap().contains("chmod 600"), "{json}");
 }
 
 #[test]

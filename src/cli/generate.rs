@@ -10,12 +10,12 @@ use zeroize::Zeroizing;
 
 use datakey::context::EncryptionContext;
 use datakey::envelope::{EXIT_KMS, EXIT_USAGE};
-use datakey::kms::local::{LocalKms, keyring_to_kms};
+use datakey::kms::local::LocalKms;
 use datakey::kms::tencent::config::{self as kms_config, BackendChoice};
 use datakey::kms::{GenerateDataKeyRequest, KeySpec, Kms, KmsError, KmsErrorKind};
 
 use super::args::GenerateArgs;
-use super::{Failure, emit, keyring_path, open_backend, setup_failure};
+use super::{Failure, emit, keyring_path, keyring_to_kms_or_usage, open_backend, setup_failure};
 
 pub(crate) fn generate_data_key(
     keyring: Option<PathBuf>,
@@ -23,11 +23,19 @@ pub(crate) fn generate_data_key(
 ) -> Result<(), Failure> {
     let resolved =
         kms_config::resolve_with_default_file(&args.kms.flags(), None).map_err(setup_failure)?;
+    // A keyring that is the user's file to fix (permissions, syntax) exits as a usage error,
+    // like every other command; its JSON answer is still printed.
+    let mut keyring_unusable = false;
     let result = build_generate_request(&args).and_then(|request| {
         let kms: Box<dyn Kms> = match resolved.backend {
             BackendChoice::Local => Box::new(
                 LocalKms::open(keyring_path(keyring).map_err(|f| KmsError::internal(f.message))?)
-                    .map_err(keyring_to_kms)?,
+                    .map_err(|err| {
+                    keyring_to_kms_or_usage(err).unwrap_or_else(|failure| {
+                        keyring_unusable = true;
+                        KmsError::internal(failure.message)
+                    })
+                })?,
             ),
             tencent => open_backend(keyring, tencent, false)
                 .map_err(|f| KmsError::invalid_parameter(f.message))?,
@@ -50,7 +58,7 @@ pub(crate) fn generate_data_key(
             });
             // The failure below is what matters; a failed write of its JSON is reported by it.
             let _ = emit(&serde_json::to_string_pretty(&body).expect("json values serialize"));
-            let code = if err.kind == KmsErrorKind::InvalidParameter {
+            let code = if keyring_unusable || err.kind == KmsErrorKind::InvalidParameter {
                 EXIT_USAGE
             } else {
                 EXIT_KMS

@@ -205,9 +205,10 @@ impl Keyring {
         }
         for (i, key) in ring.keys.iter().enumerate() {
             if !is_canonical_uuid(&key.key_id) {
+                // The value is not shown: a damaged file may hold anything there, key bytes too.
                 return Err(format!(
-                    "key id {:?} is not a lower-case hyphenated UUID",
-                    key.key_id
+                    "the key id of key {} is not a lower-case hyphenated UUID",
+                    i + 1
                 ));
             }
             let later = &ring.keys[i + 1..];
@@ -613,6 +614,14 @@ mod tests {
             Keyring::load(&path),
             Err(KeyringError::Parse { .. })
         ));
+
+        // Whatever sits where the id belongs (here the key's own bytes) is not repeated.
+        let mut swapped = ring.clone();
+        swapped.keys[0].key_id = material.clone();
+        swapped.save(&path).unwrap();
+        let err = Keyring::load(&path).unwrap_err().to_string();
+        assert!(err.contains("key id of key 1"), "{err}");
+        assert!(!err.contains(&material), "{err}");
 
         let text = fs::read_to_string({
             ring.save(&path).unwrap();
