@@ -40,7 +40,7 @@ impl FileId {
 /// input and, for a file, its identity for the same-file check.
 pub fn open_input(path: &Path) -> io::Result<(Input, Option<FileId>)> {
     if path.as_os_str() == STDIO {
-        return Ok((Input::Stream(Box::new(io::stdin())), None));
+        return Ok((Input::Stream(Box::new(io::stdin())), stdin_id()));
     }
     let file = File::open(path)?;
     let meta = file.metadata()?;
@@ -58,6 +58,16 @@ pub fn open_input(path: &Path) -> io::Result<(Input, Option<FileId>)> {
         return Ok((Input::Mapped(map), id));
     }
     Ok((Input::Stream(Box::new(file)), id))
+}
+
+/// The identity of the file standard input reads, when it is redirected from one: `-o FILE`
+/// must not replace the file being read (`encrypt -o f - < f`).
+fn stdin_id() -> Option<FileId> {
+    use std::os::fd::AsFd;
+
+    let fd = io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let meta = File::from(fd).metadata().ok()?;
+    meta.is_file().then(|| FileId::of(&meta))
 }
 
 /// How far before a released range to release again: a fault on a page of a large page-cache
@@ -217,10 +227,7 @@ impl Output {
             return Err(OutputError::Exists(path.clone()));
         }
 
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
+        let dir = parent_dir(path);
         let tmp = tempfile::Builder::new()
             .prefix(".datakey-")
             .suffix(".tmp")
@@ -274,9 +281,22 @@ impl Output {
                     tmp.persist_noclobber(&path)
                 };
                 persisted.map_err(|err| err.error)?;
-                Ok(())
+                sync_parent(&path)
             }
         }
+    }
+}
+
+/// Syncs the directory holding `path`, so that the rename that put it there survives a crash.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    File::open(parent_dir(path))?.sync_all()
+}
+
+/// The directory `path` is in (`.` for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
     }
 }
 

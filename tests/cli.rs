@@ -317,7 +317,25 @@ fn never_replaces_without_force_and_never_writes_over_its_input() {
         .args(["decrypt", "--force", "-o", "hard.dk", "plain.dk"])
         .assert()
         .code(2);
+
+    // Standard input redirected from the output file is the same file too.
+    for (command, file) in [("encrypt", "plain"), ("decrypt", "plain.dk")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_datakey"))
+            .current_dir(sb.path("."))
+            .env("DATAKEY_KEYRING", sb.keyring())
+            .args([command, "--force", "-o", file, "-"])
+            .stdin(fs::File::open(sb.path(file)).unwrap())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(stderr.contains("is the input file"), "{stderr}");
+    }
     assert_eq!(fs::read(sb.path("plain")).unwrap(), b"two");
+    assert_eq!(
+        fs::read(sb.path("hard.dk")).unwrap(),
+        fs::read(sb.path("plain.dk")).unwrap()
+    );
 }
 
 #[test]
@@ -567,7 +585,10 @@ fn refuses_a_keyring_open_to_others() {
         .code(2);
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_ne!(json["code"], 0);
-    assert!(json["message"].as_str().unwrap().contains("chmod 600"), "{json}");
+    assert!(
+        json["message"].as_str().unwrap().contains("chmod 600"),
+        "{json}"
+    );
 }
 
 #[test]
