@@ -339,6 +339,24 @@ fn never_replaces_without_force_and_never_writes_over_its_input() {
 }
 
 #[test]
+fn inspect_escapes_control_characters_of_the_header() {
+    let (sb, sealed) = encrypted(b"payload", &[]);
+    let mut reader = &sealed[..];
+    let mut header = datakey::format::Header::read_from(&mut reader).unwrap();
+    header.wrapped_keys[0].key_id = "k\u{1b}[31mRED\nfake: line".into();
+    let mut forged = Vec::new();
+    header.write_to(&mut forged).unwrap();
+    forged.extend_from_slice(reader);
+    fs::write(sb.path("forged.dk"), forged).unwrap();
+
+    let out = sb.cmd().args(["inspect", "forged.dk"]).assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(!text.contains("\nfake: line"), "{text}");
+    assert!(text.contains(r#""k\u{1b}[31mRED\nfake: line""#), "{text}");
+}
+
+#[test]
 fn inspect_needs_no_kms() {
     let (sb, _) = encrypted(
         &pattern(10_000, 1),

@@ -19,7 +19,7 @@ use datakey::kms::tencent::config::{self as kms_config, BackendChoice};
 use datakey::kms::{KeyLocation, Kms, KmsError, KmsErrorKind};
 
 use super::args::{DecryptArgs, EncryptArgs, OutputArgs};
-use super::{Failure, open_backend, setup_failure};
+use super::{Failure, open_backend, printable, setup_failure};
 
 pub(crate) fn encrypt(keyring: Option<PathBuf>, args: EncryptArgs) -> Result<(), Failure> {
     let context = EncryptionContext::from_assignments(&args.context)
@@ -168,8 +168,8 @@ pub(crate) fn decrypt(keyring: Option<PathBuf>, args: DecryptArgs) -> Result<(),
     let resolve = |entry: &WrappedKey| -> Result<Box<dyn Kms>, KmsError> {
         log::info!(
             "wrapped key: back-end {}, key {}",
-            entry.backend,
-            entry.key_id
+            printable(&entry.backend),
+            printable(&entry.key_id)
         );
         let location = KeyLocation {
             backend: entry.backend.clone(),

@@ -38,6 +38,16 @@ impl Failure {
     }
 }
 
+/// `text` as it is, or quoted with escapes when it holds control characters: header fields are
+/// not authenticated, and printed raw they could move the cursor or fake a line of output.
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        format!("{text:?}").into()
+    } else {
+        text.into()
+    }
+}
+
 /// Prints `text` and a newline on stdout, reporting a failed write instead of panicking.
 pub(crate) fn emit(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();

@@ -10,7 +10,7 @@ use datakey::kms::keyring::KeyState;
 use datakey::kms::local::{KeyInfo, LocalKms};
 
 use super::args::{InspectArgs, KeysCommand};
-use super::{Failure, emit, keyring_path, open_local};
+use super::{Failure, emit, keyring_path, open_local, printable};
 
 pub(crate) fn inspect(args: InspectArgs) -> Result<(), Failure> {
     let found = envelope::inspect(&args.input).map_err(|e| Failure::new(e.exit_code(), e))?;
@@ -61,12 +61,13 @@ pub(crate) fn inspection_text(found: &Inspection) -> String {
         core.chunk_size
     );
     for key in &found.header.wrapped_keys {
-        out += &format!("wrapped key:   {} {}", key.backend, key.key_id);
+        let (backend, key_id) = (printable(&key.backend), printable(&key.key_id));
+        out += &format!("wrapped key:   {backend} {key_id}");
         if let Some(region) = &key.region {
-            out += &format!(" region {region}");
+            out += &format!(" region {}", printable(region));
         }
         if let Some(endpoint) = &key.endpoint {
-            out += &format!(" endpoint {endpoint}");
+            out += &format!(" endpoint {}", printable(endpoint));
         }
         out.push('\n');
     }
