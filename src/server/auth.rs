@@ -27,6 +27,27 @@ pub fn verify_tc3(
     body: &[u8],
     now: i64,
 ) -> Result<(), KmsError> {
+    verify_tc3_request(credentials, ("POST", ""), headers, body, now)
+}
+
+/// Checks the TC3 `Authorization` of a GET to `/` whose parameters are the `query` string, as
+/// received (it is the canonical query string); the body hashed is empty.
+pub fn verify_tc3_get(
+    credentials: &Credentials,
+    headers: &[(&str, &str)],
+    query: &str,
+    now: i64,
+) -> Result<(), KmsError> {
+    verify_tc3_request(credentials, ("GET", query), headers, b"", now)
+}
+
+fn verify_tc3_request(
+    credentials: &Credentials,
+    (method, query): (&str, &str),
+    headers: &[(&str, &str)],
+    body: &[u8],
+    now: i64,
+) -> Result<(), KmsError> {
     let authorization = find_header(headers, "Authorization")
         .ok_or_else(|| invalid_authorization("the Authorization header is missing"))?;
     let parsed = sign::parse_authorization(authorization)
@@ -44,9 +65,9 @@ pub fn verify_tc3(
     // Rebuild the canonical request from what was received and compare signatures.
     let secret_key = secret_key(credentials, &parsed.secret_id)?;
     let request = Tc3Request {
-        method: "POST",
+        method,
         path: "/",
-        query: "",
+        query,
         headers,
         signed_headers: &signed,
         body,

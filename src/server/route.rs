@@ -12,6 +12,7 @@ use super::actions;
 use super::auth::{self, FormTarget};
 use super::params::Params;
 use super::reply::{Reply, Style, render_error};
+use crate::kms::tencent::sign;
 use crate::kms::{KmsError, new_request_id};
 
 /// The largest request body read (the service documents 1 MB for form POSTs).
@@ -120,9 +121,16 @@ fn classify(incoming: &Incoming<'_>) -> Api {
         (LEGACY_PATH, "GET" | "POST") => Api::Legacy,
         ("/", "POST") if media_type.eq_ignore_ascii_case(JSON_CONTENT_TYPE) => Api::Tc3,
         ("/", "POST") if media_type.eq_ignore_ascii_case(FORM_CONTENT_TYPE) => Api::V1Form,
+        ("/", "GET") if is_tc3(incoming) => Api::Tc3,
         ("/", "GET") if !incoming.query.is_empty() => Api::V1Form,
         _ => Api::Unknown,
     }
+}
+
+/// Whether a request carries a TC3 `Authorization` header (a v1 GET signs in the query).
+fn is_tc3(incoming: &Incoming<'_>) -> bool {
+    auth::find_header(&incoming.headers, "Authorization")
+        .is_some_and(|value| value.trim_start().starts_with(sign::TC3_ALGORITHM))
 }
 
 fn dispatch(
@@ -144,8 +152,15 @@ fn dispatch(
     }
 }
 
+/// API 3.0: a JSON body in a POST, or (as the SDK sends with `reqMethod="GET"`) form
+/// parameters in the query of a GET.
 fn tc3(state: &State, incoming: &Incoming<'_>, body: &[u8]) -> Result<Reply, KmsError> {
-    auth::verify_tc3(&state.credentials, &incoming.headers, body, now())?;
+    let is_get = incoming.method == "GET";
+    if is_get {
+        auth::verify_tc3_get(&state.credentials, &incoming.headers, incoming.query, now())?;
+    } else {
+        auth::verify_tc3(&state.credentials, &incoming.headers, body, now())?;
+    }
 
     let header = |name| auth::find_header(&incoming.headers, name).filter(|v| !v.is_empty());
     let action = header("X-TC-Action")
@@ -154,7 +169,11 @@ fn tc3(state: &State, incoming: &Incoming<'_>, body: &[u8]) -> Result<Reply, Kms
     header("X-TC-Region")
         .ok_or_else(|| KmsError::missing_parameter("the X-TC-Region header is required"))?;
 
-    let params = Params::json(body)?;
+    let params = if is_get {
+        Params::form(Params::form_fields(incoming.query.as_bytes())?)
+    } else {
+        Params::json(body)?
+    };
     actions::dispatch(&state.kms, action, &params)
 }
 

@@ -26,8 +26,8 @@ REGION = "ap-guangzhou"
 CONTEXT = '{"team":"sdk","purpose":"test"}'
 
 
-def client(sign_method="TC3-HMAC-SHA256", secret_key=SECRET_KEY):
-    http = HttpProfile(protocol="http", endpoint=HOST, reqMethod="POST", reqTimeout=10)
+def client(sign_method="TC3-HMAC-SHA256", secret_key=SECRET_KEY, method="POST"):
+    http = HttpProfile(protocol="http", endpoint=HOST, reqMethod=method, reqTimeout=10)
     profile = ClientProfile(httpProfile=http, signMethod=sign_method)
     return kms_client.KmsClient(credential.Credential(SECRET_ID, secret_key), REGION, profile)
 
@@ -168,6 +168,33 @@ def check_hmac_sha256_form_signature(_kms):
     assert len(base64.b64decode(made.Plaintext)) == 32
 
 
+def check_tc3_over_get(_kms):
+    over_get = client(method="GET")
+    made = over_get.GenerateDataKey(
+        request(
+            models.GenerateDataKeyRequest,
+            KeyId=State.key_id,
+            KeySpec="AES_256",
+            EncryptionContext=CONTEXT,
+        )
+    )
+    opened = over_get.Decrypt(
+        request(
+            models.DecryptRequest,
+            CiphertextBlob=made.CiphertextBlob,
+            EncryptionContext=CONTEXT,
+        )
+    )
+    assert opened.Plaintext == made.Plaintext
+    listed = over_get.ListKeys(request(models.ListKeysRequest))
+    assert State.key_id in [key.KeyId for key in listed.Keys]
+    wrong = client(secret_key="not-the-secret-key", method="GET")
+    expect_error(
+        "AuthFailure.SignatureFailure",
+        lambda: wrong.ListKeys(request(models.ListKeysRequest)),
+    )
+
+
 def check_wrong_secret_key(_kms):
     wrong = client(secret_key="not-the-secret-key")
     expect_error(
@@ -185,6 +212,7 @@ CHECKS = [
     check_disabled_key,
     check_unknown_key,
     check_hmac_sha256_form_signature,
+    check_tc3_over_get,
     check_wrong_secret_key,
 ]
 
