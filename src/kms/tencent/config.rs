@@ -376,9 +376,8 @@ fn apply_timeouts(
     }
     transport.connect_timeout = flags.connect_timeout.unwrap_or(transport.connect_timeout);
     transport.timeout = flags.timeout.unwrap_or(transport.timeout);
-
-    // A deadline shorter than one attempt would cut every attempt short.
-    transport.deadline = transport.deadline.max(transport.timeout);
+    // The deadline is kept even when it is shorter than one attempt's timeout: the transport
+    // cuts the attempt short instead, as the user asked for a bound on the whole call.
     Ok(())
 }
 
@@ -520,6 +519,21 @@ kms = "local"
         };
         let location = header("http://192.0.2.2:8300/");
         assert!(resolve(&flags, &lab, Some(&location)).is_ok());
+    }
+
+    #[test]
+    fn a_short_deadline_is_kept_below_a_longer_timeout() {
+        let flags = KmsFlags {
+            kms: Some("tencent".into()),
+            region: Some("ap-guangzhou".into()),
+            timeout: Some(Duration::from_secs(120)),
+            ..KmsFlags::default()
+        };
+        let file = ConfigFile::parse("[profile.default]\ndeadline = 5\n", "test").unwrap();
+        let resolved = resolve(&flags, &file, None).unwrap();
+        let transport = &tencent(&resolved).transport;
+        assert_eq!(transport.timeout, Duration::from_secs(120));
+        assert_eq!(transport.deadline, Duration::from_secs(5));
     }
 
     #[test]
