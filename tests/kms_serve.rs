@@ -4,6 +4,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use datakey::kms::local::LocalKms;
 use serde_json::json;
@@ -173,6 +174,66 @@ fn oversized_body_is_refused() {
     let body = format!(r#"{{"KeyId": "{}"}}"#, "x".repeat(1024 * 1024 + 1));
     let answer = Tc3Call::new("DescribeKey", body.as_bytes()).send(&server.host());
     assert_error(&answer, "RequestSizeLimitExceeded");
+}
+
+#[test]
+fn absurd_content_lengths_are_refused_unread() {
+    let server = TestServer::start();
+    let lengths = ["99999999999999", "18446744073709551615"];
+    for length in lengths
+        .iter()
+        .cycle()
+        .take(2 * datakey::server::DEFAULT_WORKERS + 2)
+    {
+        let mut stream = TcpStream::connect(server.server.local_addr()).unwrap();
+        stream
+            .set_read_timeout(Some(support::CALL_TIMEOUT))
+            .unwrap();
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        // The API error, or hyper's own 4xx for a length it cannot represent.
+        let answer = String::from_utf8_lossy(&answer);
+        let refused =
+            answer.contains("RequestSizeLimitExceeded") || answer.starts_with("HTTP/1.1 4");
+        assert!(refused, "{answer}");
+    }
+    assert_ok(&tc3(&server.host(), "ListKeys", &json!({})));
+}
+
+#[test]
+fn stalled_clients_are_cut_off_and_never_block_others() {
+    let server = TestServer::start_with(|config| config.read_timeout = Duration::from_secs(1));
+    let addr = server.server.local_addr();
+    let partial: [&[u8]; 2] = [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: appl",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{",
+    ];
+    let stalled: Vec<TcpStream> = (0..2 * datakey::server::DEFAULT_WORKERS)
+        .map(|i| {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.write_all(partial[i % 2]).unwrap();
+            stream
+        })
+        .collect();
+    assert_ok(&tc3(&server.host(), "ListKeys", &json!({})));
+
+    for mut stream in stalled {
+        stream
+            .set_read_timeout(Some(support::CALL_TIMEOUT))
+            .unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a stalled client was kept"
+        );
+    }
 }
 
 #[test]

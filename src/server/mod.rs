@@ -2,7 +2,9 @@
 //! protocol (API 3.0 with TC3 or v1 signatures, and the legacy 2.0), for development, tests and
 //! sites without a cloud account. It is not an HSM: the master keys sit in the keyring file.
 //!
-//! A fixed pool of worker threads takes requests from one listener; keyring changes go through
+//! hyper parses HTTP/1.1 on a small tokio runtime, with a deadline for each request's headers and
+//! body and a cap on open connections; the keyring work of each request runs on a bounded pool of
+//! blocking threads. Keyring changes go through
 //! [`Keyring::update`](crate::kms::keyring::Keyring::update), so several servers and the CLI may
 //! share a keyring.
 
@@ -16,10 +18,17 @@ mod route;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 pub use credentials::{Credentials, CredentialsError};
 
@@ -29,14 +38,23 @@ use crate::kms::local::LocalKms;
 /// The address `kms serve` listens on when none is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8300";
 
-/// The number of worker threads answering requests.
+/// The number of requests whose keyring work runs at once; more wait their turn.
 pub const DEFAULT_WORKERS: usize = 8;
 
-/// How often an idle worker looks at the stop flag.
+/// How long a client gets to send one request, headers and body, once it has started it.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most connections open at once; further clients wait in the listen queue.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// The most bytes of request line and headers buffered for one request (hyper's minimum).
+const MAX_HEADER_BYTES: usize = 8 * 1024;
+
+/// How often the server looks at the stop flag.
 const STOP_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long requests in progress get to finish once the server is asked to stop. A client that
-/// stalls its request body would otherwise hold the stop for as long as it likes.
+/// stalls its request would otherwise hold the stop for as long as it likes.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What to serve and where.
@@ -48,18 +66,21 @@ pub struct ServeConfig {
     pub keyring: PathBuf,
     /// The SecretId/SecretKey pairs whose signatures are accepted.
     pub credentials: Credentials,
-    /// The number of worker threads (at least 1).
+    /// The number of requests whose keyring work may run at once (at least 1).
     pub workers: usize,
+    /// How long a client gets to send a request's headers, and then its body.
+    pub read_timeout: Duration,
 }
 
 impl ServeConfig {
-    /// A configuration with the default address and worker count.
+    /// A configuration with the default address, worker count and read timeout.
     pub fn new(keyring: impl Into<PathBuf>, credentials: Credentials) -> Self {
         Self {
             listen: DEFAULT_LISTEN.to_owned(),
             keyring: keyring.into(),
             credentials,
             workers: DEFAULT_WORKERS,
+            read_timeout: DEFAULT_READ_TIMEOUT,
         }
     }
 }
@@ -78,6 +99,8 @@ pub enum ServeError {
     NoCredentials,
     /// The keyring could not be opened or created.
     Keyring(KeyringError),
+    /// The threads that answer requests could not be started.
+    Runtime(std::io::Error),
     /// The signal handlers could not be installed.
     Signal(std::io::Error),
 }
@@ -88,6 +111,7 @@ impl fmt::Display for ServeError {
             Self::Bind { address, reason } => write!(f, "cannot listen on {address}: {reason}"),
             Self::NoCredentials => CredentialsError::Missing.fmt(f),
             Self::Keyring(err) => err.fmt(f),
+            Self::Runtime(err) => write!(f, "cannot start the server's threads: {err}"),
             Self::Signal(err) => write!(f, "cannot install signal handlers: {err}"),
         }
     }
@@ -95,18 +119,19 @@ impl fmt::Display for ServeError {
 
 impl std::error::Error for ServeError {}
 
-/// What every worker shares: the keyring and the credentials.
+/// What every request shares: the keyring, the credentials and the read timeout.
 struct State {
     kms: LocalKms,
     credentials: Credentials,
+    read_timeout: Duration,
 }
 
 /// A bound server, not yet answering.
 pub struct KmsServer {
-    http: Arc<tiny_http::Server>,
+    runtime: tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
     state: Arc<State>,
     address: SocketAddr,
-    workers: usize,
     stop: Arc<AtomicBool>,
 }
 
@@ -122,24 +147,31 @@ impl KmsServer {
             log::debug!("created keyring {}", config.keyring.display());
         }
 
-        let bind_err = |reason: String| ServeError::Bind {
+        let bind_err = |err: std::io::Error| ServeError::Bind {
             address: config.listen.clone(),
-            reason,
+            reason: err.to_string(),
         };
-        let http = tiny_http::Server::http(config.listen.as_str())
-            .map_err(|err| bind_err(err.to_string()))?;
-        let address = http
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| bind_err("not an IP address".into()))?;
+        let listener = std::net::TcpListener::bind(config.listen.as_str()).map_err(bind_err)?;
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let address = listener.local_addr().map_err(bind_err)?;
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(config.workers.max(1))
+            .thread_name("datakey-serve")
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(ServeError::Runtime)?;
         Ok(Self {
-            http: Arc::new(http),
+            runtime,
+            listener,
             state: Arc::new(State {
                 kms,
                 credentials: config.credentials,
+                read_timeout: config.read_timeout,
             }),
             address,
-            workers: config.workers.max(1),
             stop: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -155,49 +187,20 @@ impl KmsServer {
     }
 
     /// Answers requests until stopped, then waits up to [`SHUTDOWN_GRACE`] for requests in
-    /// progress to finish. Returns whether every worker finished; one that did not is left
-    /// waiting on its client (a keyring change is atomic, so nothing is left half written).
+    /// progress to finish. Returns whether every connection finished in time; one that did
+    /// not is dropped (a keyring change is atomic, so nothing is left half written).
     pub fn run(self) -> bool {
-        let (done, finished) = mpsc::channel();
-        for _ in 0..self.workers {
-            let http = Arc::clone(&self.http);
-            let state = Arc::clone(&self.state);
-            let stop = Arc::clone(&self.stop);
-            let done = Done(done.clone());
-            std::thread::spawn(move || {
-                let _done = done;
-                work(&http, &state, &stop);
-            });
-        }
-        drop(done);
-
-        let all_finished = self.wait_for_workers(&finished);
-        log::debug!("server on {} stopped", self.address);
-        all_finished
-    }
-
-    /// Counts workers out until all are done, or [`SHUTDOWN_GRACE`] after the stop flag is set.
-    fn wait_for_workers(&self, finished: &mpsc::Receiver<()>) -> bool {
-        let mut running = self.workers;
-        let mut deadline = None;
-        while running > 0 {
-            match finished.recv_timeout(STOP_POLL_INTERVAL) {
-                Ok(()) => running -= 1,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return true,
-            }
-            if self.stop.load(Ordering::SeqCst) {
-                let deadline = *deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
-                if running > 0 && Instant::now() >= deadline {
-                    log::warn!(
-                        "stopping with {running} request(s) still unanswered after {}s",
-                        SHUTDOWN_GRACE.as_secs()
-                    );
-                    return false;
-                }
-            }
-        }
-        true
+        let Self {
+            runtime,
+            listener,
+            state,
+            address,
+            stop,
+        } = self;
+        let finished = runtime.block_on(serve(listener, state, &stop));
+        runtime.shutdown_timeout(STOP_POLL_INTERVAL);
+        log::debug!("server on {address} stopped");
+        finished
     }
 
     /// Answers requests until SIGINT or SIGTERM, then finishes the requests in progress. A
@@ -226,6 +229,77 @@ impl KmsServer {
             address,
             stopper,
             thread: Some(thread),
+        }
+    }
+}
+
+/// Accepts connections until `stop` is set, then gives those open [`SHUTDOWN_GRACE`] to end.
+async fn serve(listener: std::net::TcpListener, state: Arc<State>, stop: &AtomicBool) -> bool {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(err) => {
+            log::warn!("cannot watch the listening socket: {err}");
+            return false;
+        }
+    };
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut poll = tokio::time::interval(STOP_POLL_INTERVAL);
+
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            poll.tick().await;
+            continue;
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => connect(stream, Arc::clone(&state), &graceful, permit),
+                Err(err) => {
+                    log::debug!("accepting a connection failed: {err}");
+                    tokio::time::sleep(STOP_POLL_INTERVAL).await;
+                }
+            },
+            _ = poll.tick() => {}
+        }
+    }
+
+    drop(listener);
+    finish(graceful).await
+}
+
+/// Serves one connection on its own task; it holds `permit` until it closes.
+fn connect(
+    stream: TcpStream,
+    state: Arc<State>,
+    graceful: &GracefulShutdown,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let read_timeout = state.read_timeout;
+    let service = service_fn(move |request| route::answer(Arc::clone(&state), request));
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(stream), service);
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            log::debug!("connection ended: {err}");
+        }
+        drop(permit);
+    });
+}
+
+/// Waits up to [`SHUTDOWN_GRACE`] for open connections to answer and close.
+async fn finish(graceful: GracefulShutdown) -> bool {
+    match tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await {
+        Ok(()) => true,
+        Err(_) => {
+            log::warn!(
+                "stopping with requests still unanswered after {}s",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            false
         }
     }
 }
@@ -276,27 +350,5 @@ impl RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         self.shut_down();
-    }
-}
-
-/// Tells the server a worker has ended, even by a panic.
-struct Done(mpsc::Sender<()>);
-
-impl Drop for Done {
-    fn drop(&mut self) {
-        let _ = self.0.send(());
-    }
-}
-
-fn work(http: &tiny_http::Server, state: &State, stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        match http.recv_timeout(STOP_POLL_INTERVAL) {
-            Ok(Some(request)) => route::answer(state, request),
-            Ok(None) => {}
-            Err(err) => {
-                log::debug!("receiving a request failed: {err}");
-                std::thread::sleep(STOP_POLL_INTERVAL);
-            }
-        }
     }
 }

@@ -2,10 +2,16 @@
 //! the signature, run the action, and answer `200` with `Content-Type: application/json`.
 
 use std::collections::BTreeMap;
-use std::io::{Cursor, Read};
+use std::convert::Infallible;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
-use zeroize::Zeroizing;
+use bytes::Buf;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming as Body;
+use hyper::http::request::Parts;
+use hyper::{Request, Response, header};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::State;
 use super::actions;
@@ -18,6 +24,9 @@ use crate::kms::{KmsError, new_request_id};
 /// The largest request body read (the service documents 1 MB for form POSTs).
 pub const MAX_BODY_LEN: usize = 1024 * 1024;
 
+/// The most bytes of an oversized body read and thrown away before answering.
+const MAX_DRAINED_LEN: usize = 8 * MAX_BODY_LEN;
+
 /// The API version every 3.0 call must name.
 pub const API_VERSION: &str = "2019-01-18";
 
@@ -29,30 +38,58 @@ const JSON_CONTENT_TYPE: &str = "application/json";
 
 const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 
-/// Answers one request; never panics, whatever the input.
-pub fn answer(state: &State, mut request: tiny_http::Request) {
+/// Answers one request; never panics, whatever the input. The body is read here, within the
+/// server's read timeout; the keyring work runs on a blocking thread.
+pub async fn answer(
+    state: Arc<State>,
+    request: Request<Body>,
+) -> Result<Response<Full<SecretBuf>>, Infallible> {
     let request_id = new_request_id();
-    let handled = catch_unwind(AssertUnwindSafe(|| {
-        handle(state, &mut request, &request_id)
-    }));
-    let body = handled.unwrap_or_else(|_| {
-        log::debug!("request {request_id} panicked");
+    let (parts, body) = request.into_parts();
+    let body = read_body(&parts, body, state.read_timeout).await;
+
+    let id = request_id.clone();
+    let handled = tokio::task::spawn_blocking(move || {
+        catch_unwind(AssertUnwindSafe(|| handle(&state, &parts, body, &id))).ok()
+    })
+    .await;
+    let body = handled.ok().flatten().unwrap_or_else(|| {
+        log::debug!("request {request_id} failed inside the server");
         let err = KmsError::internal("the server failed on this request");
         render_error(Style::V3, &err, &request_id)
     });
 
-    let length = body.len();
-    let content_type = tiny_http::Header::from_bytes("Content-Type", JSON_CONTENT_TYPE)
-        .expect("a constant header is valid");
-    let response = tiny_http::Response::new(
-        tiny_http::StatusCode(200),
-        vec![content_type],
-        Cursor::new(body),
-        Some(length),
-        None,
-    );
-    if let Err(err) = request.respond(response) {
-        log::debug!("answering request {request_id} failed: {err}");
+    let mut response = Response::new(Full::new(SecretBuf::new(body)));
+    let content_type = header::HeaderValue::from_static(JSON_CONTENT_TYPE);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    Ok(response)
+}
+
+/// An answer's bytes, wiped when the response is dropped (answers carry plaintext data keys).
+pub struct SecretBuf {
+    bytes: Zeroizing<Vec<u8>>,
+    sent: usize,
+}
+
+impl SecretBuf {
+    fn new(bytes: Zeroizing<Vec<u8>>) -> Self {
+        Self { bytes, sent: 0 }
+    }
+}
+
+impl Buf for SecretBuf {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.sent
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.bytes[self.sent..]
+    }
+
+    fn advance(&mut self, count: usize) {
+        self.sent = (self.sent + count).min(self.bytes.len());
     }
 }
 
@@ -86,20 +123,29 @@ struct Incoming<'a> {
     headers: Vec<(&'a str, &'a str)>,
 }
 
-fn handle(state: &State, request: &mut tiny_http::Request, request_id: &str) -> Zeroizing<Vec<u8>> {
-    let body = read_body(request);
-    let method = request.method().as_str().to_owned();
-    let url = request.url().to_owned();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+fn handle(
+    state: &State,
+    parts: &Parts,
+    body: Result<Zeroizing<Vec<u8>>, KmsError>,
+    request_id: &str,
+) -> Zeroizing<Vec<u8>> {
+    let method = parts.method.as_str();
+    let path = parts.uri.path();
+    let headers: Vec<(&str, String)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str(),
+                String::from_utf8_lossy(value.as_bytes()).into(),
+            )
+        })
+        .collect();
     let incoming = Incoming {
-        method: &method,
+        method,
         path,
-        query,
-        headers: request
-            .headers()
-            .iter()
-            .map(|header| (header.field.as_str().as_str(), header.value.as_str()))
-            .collect(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: headers.iter().map(|(n, v)| (*n, v.as_str())).collect(),
     };
 
     let api = classify(&incoming);
@@ -226,28 +272,62 @@ fn check_version(version: Option<&str>) -> Result<(), KmsError> {
     }
 }
 
-/// Reads the body, refusing more than [`MAX_BODY_LEN`] bytes.
-fn read_body(request: &mut tiny_http::Request) -> Result<Zeroizing<Vec<u8>>, KmsError> {
-    let too_large = || {
-        KmsError::new(
-            "RequestSizeLimitExceeded",
-            format!("the request body is larger than {MAX_BODY_LEN} bytes"),
-        )
-    };
-    if request.body_length().is_some_and(|len| len > MAX_BODY_LEN) {
+/// Reads the body within `timeout`, refusing more than [`MAX_BODY_LEN`] bytes. An oversized
+/// body is read on and thrown away up to [`MAX_DRAINED_LEN`], so that a client still sending it
+/// gets the answer; a declared length beyond that is refused before anything is read, and the
+/// connection is closed after the answer.
+async fn read_body(
+    parts: &Parts,
+    mut body: Body,
+    timeout: std::time::Duration,
+) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_DRAINED_LEN as u64) {
         return Err(too_large());
     }
 
-    let mut body = Zeroizing::new(Vec::new());
-    request
-        .as_reader()
-        .take(MAX_BODY_LEN as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|err| KmsError::invalid_parameter(format!("reading the body failed: {err}")))?;
-    if body.len() > MAX_BODY_LEN {
-        return Err(too_large());
+    let mut read = Zeroizing::new(Vec::new());
+    let mut seen = 0;
+    let collect = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|err| reading_failed(&err))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen += data.len();
+            if seen > MAX_DRAINED_LEN {
+                break;
+            }
+            let mut data = Vec::from(data);
+            if seen <= MAX_BODY_LEN {
+                read.extend_from_slice(&data);
+            }
+            data.zeroize();
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, collect).await {
+        Ok(Ok(())) if seen > MAX_BODY_LEN => Err(too_large()),
+        Ok(collected) => collected.map(|()| read),
+        Err(_) => Err(reading_failed(&format!(
+            "no body within {}s",
+            timeout.as_secs()
+        ))),
     }
-    Ok(body)
+}
+
+fn too_large() -> KmsError {
+    KmsError::new(
+        "RequestSizeLimitExceeded",
+        format!("the request body is larger than {MAX_BODY_LEN} bytes"),
+    )
+}
+
+fn reading_failed(err: &dyn std::fmt::Display) -> KmsError {
+    KmsError::invalid_parameter(format!("reading the body failed: {err}"))
 }
 
 fn now() -> i64 {

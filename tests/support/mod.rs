@@ -33,6 +33,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// A server whose configuration `adjust` changes first (a shorter read timeout, say).
+    pub fn start_with(adjust: impl FnOnce(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let keyring = dir.path().join("keyring.json");
         let mut credentials = Credentials::new();
@@ -42,6 +47,7 @@ impl TestServer {
             .unwrap();
         let mut config = ServeConfig::new(&keyring, credentials);
         config.listen = "127.0.0.1:0".into();
+        adjust(&mut config);
         let server = KmsServer::bind(config).unwrap().spawn();
         Self {
             server,
