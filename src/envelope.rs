@@ -400,11 +400,24 @@ fn unlock_entry(
             entry.key_id, unwrapped.key_id
         ))));
     }
+    check_unwrapped_len(unwrapped.plaintext.len())?;
     let keys = FileKeys::derive(&unwrapped.plaintext, header.core.cipher, &header.core.salt)
         .map_err(|_: KeyCheckError| DecryptError::Authentication)?;
     keys.verify(header)
         .map_err(|_| DecryptError::Authentication)?;
     Ok((unwrapped.key_id, keys))
+}
+
+/// Refuses an unwrapped data key whose length no cipher uses: the KMS is at fault, not the
+/// file. A length of another cipher is left to the key check, as an edited cipher field in the
+/// header gives the same.
+fn check_unwrapped_len(len: usize) -> Result<(), DecryptError> {
+    if Cipher::ALL.iter().any(|cipher| cipher.key_len() == len) {
+        return Ok(());
+    }
+    Err(DecryptError::Kms(KmsError::internal(format!(
+        "the KMS returned a data key of {len} bytes, which no cipher uses"
+    ))))
 }
 
 /// What `inspect` shows: the header and the sizes, read without any KMS call.
@@ -449,4 +462,77 @@ pub fn inspect(input: &Path) -> Result<Inspection, DecryptError> {
 /// The identity of an input, for callers that open inputs themselves.
 pub fn input_id(path: &Path) -> Option<FileId> {
     open_input(path).ok().and_then(|(_, id)| id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kms::local::LocalKms;
+    use crate::kms::{DecryptedDataKey, GeneratedDataKey, KeyLocation};
+    use crate::secret::DataKey;
+
+    /// A local KMS whose Decrypt answers a data key of `len` bytes, as a faulty KMS might.
+    struct ResizingKms {
+        inner: LocalKms,
+        len: usize,
+    }
+
+    impl Kms for ResizingKms {
+        fn location(&self) -> KeyLocation {
+            self.inner.location()
+        }
+
+        fn generate_data_key(
+            &self,
+            request: &GenerateDataKeyRequest,
+        ) -> Result<GeneratedDataKey, KmsError> {
+            self.inner.generate_data_key(request)
+        }
+
+        fn decrypt(&self, request: &DecryptRequest) -> Result<DecryptedDataKey, KmsError> {
+            let mut answer = self.inner.decrypt(request)?;
+            let mut bytes = answer.plaintext.as_bytes().to_vec();
+            bytes.resize(self.len, 7);
+            answer.plaintext = DataKey::new(bytes);
+            Ok(answer)
+        }
+    }
+
+    fn decrypt_with_key_len(sealed: &[u8], keyring: &Path, len: usize) -> DecryptError {
+        let resolve = |_: &WrappedKey| -> Result<Box<dyn Kms>, KmsError> {
+            let (inner, _) = LocalKms::open_or_create_default(keyring).unwrap();
+            Ok(Box::new(ResizingKms { inner, len }))
+        };
+        let input = Input::Stream(Box::new(io::Cursor::new(sealed.to_vec())));
+        let mut out = Vec::new();
+        let err = decrypt_input(&resolve, &DecryptOptions::default(), input, &mut out);
+        assert!(out.is_empty(), "nothing is written without the right key");
+        err.unwrap_err()
+    }
+
+    #[test]
+    fn a_data_key_no_cipher_uses_is_a_kms_fault_not_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = dir.path().join("keyring.json");
+        let (kms, _) = LocalKms::open_or_create_default(&keyring).unwrap();
+        let input = Input::Stream(Box::new(io::Cursor::new(b"some plaintext".to_vec())));
+        let mut sealed = Vec::new();
+        encrypt_input(
+            &kms,
+            &EncryptOptions::new("alias/default"),
+            input,
+            &mut sealed,
+        )
+        .unwrap();
+
+        for len in [0, 1, 31, 33, 64] {
+            let err = decrypt_with_key_len(&sealed, &keyring, len);
+            assert_eq!(err.exit_code(), EXIT_KMS, "{len} bytes: {err}");
+            assert!(err.to_string().contains(&format!("{len} bytes")), "{err}");
+        }
+
+        // Another cipher's length is what an edited cipher field gives: the file fails.
+        let err = decrypt_with_key_len(&sealed, &keyring, 16);
+        assert_eq!(err.exit_code(), EXIT_INTEGRITY, "{err}");
+    }
 }
