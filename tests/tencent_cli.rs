@@ -222,15 +222,28 @@ fn missing_credentials_are_a_usage_error_before_any_request() {
 #[test]
 fn a_short_region_needs_the_legacy_api() {
     let (dir, input) = setup();
+    for api in [&["--api", "v3"][..], &[]] {
+        datakey(dir.path())
+            .args(["encrypt", "--kms", "tencent", "--region", "gz"])
+            .args(api)
+            .args(["--endpoint", "http://127.0.0.1:9", "--key-id", "kid"])
+            .arg(&input)
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("legacy short code"));
+    }
+}
+
+#[test]
+fn the_legacy_api_knows_hosts_for_three_regions_only() {
+    let (dir, input) = setup();
     datakey(dir.path())
-        .args([
-            "encrypt", "--kms", "tencent", "--region", "gz", "--api", "v3",
-        ])
-        .args(["--endpoint", "http://127.0.0.1:9", "--key-id", "kid"])
+        .args(["encrypt", "--kms", "tencent", "--api", "legacy"])
+        .args(["--region", "ap-singapore", "--key-id", "kid"])
         .arg(&input)
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("legacy short code"));
+        .stderr(predicates::str::contains("give --endpoint"));
 }
 
 #[test]

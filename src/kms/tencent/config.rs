@@ -240,11 +240,17 @@ pub fn resolve(
 
     keep_one_location(&mut layers, &kms);
     let first = |get: &dyn Fn(&Layer) -> Option<String>| layers.iter().find_map(get);
-    let region = first(&|l| l.region.clone()).ok_or(TencentSetupError::NoRegion)?;
+    let region_layer = layers.iter().find(|l| l.region.is_some());
+    let region = region_layer
+        .and_then(|l| l.region.clone())
+        .ok_or(TencentSetupError::NoRegion)?;
+    // Only the legacy API takes a short region, so one recorded in a file header says which
+    // API wrote it; given by a flag or a profile, a short region needs the API named too.
+    let region_from_header = region_layer.is_some_and(|l| l.from_header);
     let endpoint = first(&|l| l.endpoint.clone());
     let api = match first(&|l| l.api.clone()) {
         Some(name) => ApiVersion::parse(&name)?,
-        None if is_short_region(&region) => ApiVersion::Legacy,
+        None if region_from_header && is_short_region(&region) => ApiVersion::Legacy,
         None if endpoint.as_deref().is_some_and(names_legacy_path) => ApiVersion::Legacy,
         None => ApiVersion::V3,
     };
@@ -395,6 +401,7 @@ timeout = 12
 [profile.lab]
 kms = "tencent"
 region = "gz"
+api = "legacy"
 endpoint = "http://127.0.0.1:9000"
 key_id = "lab-key"
 connect_timeout = 0.5
@@ -428,7 +435,7 @@ kms = "local"
         assert_eq!(
             options.api,
             ApiVersion::Legacy,
-            "a short region implies legacy"
+            "the profile names the legacy API"
         );
         assert_eq!(options.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(
@@ -572,6 +579,35 @@ kms = "local"
             options.endpoint, None,
             "no endpoint from the default profile"
         );
+    }
+
+    #[test]
+    fn a_short_region_needs_the_legacy_api_named_unless_a_header_recorded_it() {
+        let mut flags = KmsFlags {
+            kms: Some("tencent".into()),
+            region: Some("gz".into()),
+            ..KmsFlags::default()
+        };
+        assert_eq!(
+            resolve(&flags, &ConfigFile::default(), None).unwrap_err(),
+            TencentSetupError::ShortRegionNeedsLegacy("gz".into())
+        );
+        flags.api = Some("legacy".into());
+        let resolved = resolve(&flags, &ConfigFile::default(), None).unwrap();
+        assert_eq!(tencent(&resolved).api, ApiVersion::Legacy);
+
+        // Only the legacy API writes a short region into a header.
+        let location = KeyLocation {
+            backend: "tencent".into(),
+            region: Some("gz".into()),
+            endpoint: None,
+        };
+        let resolved = resolve(
+            &KmsFlags::default(),
+            &ConfigFile::default(),
+            Some(&location),
+        );
+        assert_eq!(tencent(&resolved.unwrap()).api, ApiVersion::Legacy);
     }
 
     #[test]

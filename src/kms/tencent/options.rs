@@ -143,6 +143,8 @@ pub enum TencentSetupError {
     NoSuchProfile(String),
     /// No region was given by a flag or the profile.
     NoRegion,
+    /// The legacy API has no host that datakey knows for this region.
+    NoLegacyHost(String),
     /// A short legacy region code given with API 3.0.
     ShortRegionNeedsLegacy(String),
     /// The API version is neither `v3` nor `legacy`.
@@ -177,6 +179,11 @@ impl fmt::Display for TencentSetupError {
             ),
             Self::NoSuchProfile(name) => write!(f, "config profile {name:?} not found"),
             Self::NoRegion => write!(f, "the tencent back-end needs a region (--region)"),
+            Self::NoLegacyHost(region) => write!(
+                f,
+                "the legacy API listed hosts for gz, sh and bj (ap-guangzhou, ap-shanghai, \
+                 ap-beijing) only, not region {region:?}: use API 3.0, or give --endpoint"
+            ),
             Self::ShortRegionNeedsLegacy(region) => write!(
                 f,
                 "region {region:?} is a legacy short code; use the long form such as \
@@ -246,24 +253,25 @@ impl Endpoint {
     pub fn resolve(options: &TencentOptions) -> Result<Self, TencentSetupError> {
         match &options.endpoint {
             Some(url) => Self::parse(url, options.api),
-            None => Ok(Self::default_for(&options.region, options.api)),
+            None => Self::default_for(&options.region, options.api),
         }
     }
 
-    fn default_for(region: &str, api: ApiVersion) -> Self {
+    fn default_for(region: &str, api: ApiVersion) -> Result<Self, TencentSetupError> {
         let (host, path) = match api {
             ApiVersion::V3 => (API3_HOST.to_owned(), API3_PATH),
-            ApiVersion::Legacy => (
-                format!("kms-{}.api.qcloud.com", legacy_code(region)),
-                LEGACY_PATH,
-            ),
+            ApiVersion::Legacy => {
+                let code = legacy_code(region)
+                    .ok_or_else(|| TencentSetupError::NoLegacyHost(region.to_owned()))?;
+                (format!("kms-{code}.api.qcloud.com"), LEGACY_PATH)
+            }
         };
-        Self {
+        Ok(Self {
             url: format!("https://{host}{path}"),
             host,
             path: path.to_owned(),
             is_loopback: false,
-        }
+        })
     }
 
     /// Reads an override URL; a bare or `/` path becomes the API's own path.
@@ -326,12 +334,12 @@ fn default_path(api: ApiVersion) -> &'static str {
     }
 }
 
-/// The short code of a region for the legacy host name (a short code stays as it is).
-fn legacy_code(region: &str) -> &str {
+/// The short code of a region for the legacy host name, for the regions the legacy API listed.
+fn legacy_code(region: &str) -> Option<&'static str> {
     LEGACY_REGION_CODES
         .iter()
-        .find(|(long, _)| *long == region)
-        .map_or(region, |(_, short)| short)
+        .find(|(long, short)| *long == region || *short == region)
+        .map(|(_, short)| *short)
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -398,6 +406,18 @@ mod tests {
             Endpoint::resolve(&options).unwrap().host,
             "kms-sh.api.qcloud.com"
         );
+
+        // The legacy API listed three regions; others need an explicit endpoint.
+        for unknown in ["ap-singapore", "xx"] {
+            options.region = unknown.into();
+            assert_eq!(
+                Endpoint::resolve(&options),
+                Err(TencentSetupError::NoLegacyHost(unknown.into()))
+            );
+            options.endpoint = Some("http://127.0.0.1:9".into());
+            assert!(Endpoint::resolve(&options).is_ok(), "{unknown}");
+            options.endpoint = None;
+        }
     }
 
     #[test]
