@@ -206,10 +206,7 @@ fn bench_small_files(c: &mut Criterion) {
         .map(|i| {
             let path = dir.path().join(format!("f{i}"));
             std::fs::write(&path, &data).expect("writing an input file");
-            let target = OutputTarget::File {
-                path: dir.path().join(format!("f{i}.dk")),
-                force: true,
-            };
+            let target = OutputTarget::derived(dir.path().join(format!("f{i}.dk")), true);
             (path, target)
         })
         .collect();

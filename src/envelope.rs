@@ -433,6 +433,10 @@ pub struct Inspection {
     pub chunks: u64,
     /// The plaintext length the body decrypts to (if it is intact).
     pub plaintext_len: u64,
+    /// Whether the body's length alone shows it truncated: it ends inside a chunk's tag, so no
+    /// final chunk can be whole (docs/FORMAT.md, "Body"). A body that passes may still fail
+    /// authentication on decrypt.
+    pub truncated: bool,
 }
 
 /// Reads a file's header and measures its body, without a KMS.
@@ -446,9 +450,11 @@ pub fn inspect(input: &Path) -> Result<Inspection, DecryptError> {
     let body_len = io::copy(&mut reader, &mut io::sink())
         .map_err(|e| DecryptError::Input(input.to_owned(), e))?;
 
-    let sealed = u64::from(header.core.chunk_size) + crate::cipher::TAG_LEN as u64;
+    let tag_len = crate::cipher::TAG_LEN as u64;
+    let sealed = u64::from(header.core.chunk_size) + tag_len;
     let chunks = body_len.div_ceil(sealed).max(1);
-    let tags = chunks * crate::cipher::TAG_LEN as u64;
+    let tags = chunks * tag_len;
+    let tail = body_len % sealed;
     let header_len = header.encoded_len() as u64;
     Ok(Inspection {
         header,
@@ -456,6 +462,7 @@ pub fn inspect(input: &Path) -> Result<Inspection, DecryptError> {
         file_len: header_len + body_len,
         chunks,
         plaintext_len: body_len.saturating_sub(tags),
+        truncated: body_len == 0 || (tail != 0 && tail < tag_len),
     })
 }
 

@@ -34,6 +34,21 @@ impl FileId {
             ino: meta.ino(),
         }
     }
+
+    /// The identity of the file at `path` (following links), if it exists.
+    pub fn of_path(path: &Path) -> Option<Self> {
+        fs::metadata(path).ok().map(|meta| Self::of(&meta))
+    }
+
+    /// The identity of the regular file standard output writes to, when it is redirected to
+    /// one (`> f` or `>> f`).
+    pub fn of_stdout() -> Option<Self> {
+        use std::os::fd::AsFd;
+
+        let fd = io::stdout().as_fd().try_clone_to_owned().ok()?;
+        let meta = File::from(fd).metadata().ok()?;
+        meta.is_file().then(|| Self::of(&meta))
+    }
 }
 
 /// Opens `path` (or stdin for `-`), mapping it when it is a regular non-empty file. Returns the
@@ -129,11 +144,15 @@ pub enum OutputTarget {
         path: PathBuf,
         /// Whether an existing destination may be replaced.
         force: bool,
+        /// Whether an existing FIFO or character device there is written in place, as when
+        /// a person named it (`-o /dev/null`); otherwise it counts as an existing file.
+        in_place: bool,
     },
 }
 
 impl OutputTarget {
-    /// `-` is stdout; anything else a file.
+    /// A path a person named: `-` is stdout; anything else a file, where an existing FIFO or
+    /// character device is written in place.
     pub fn from_arg(path: &Path, force: bool) -> Self {
         if path.as_os_str() == STDIO {
             Self::Stdout
@@ -141,7 +160,18 @@ impl OutputTarget {
             Self::File {
                 path: path.to_owned(),
                 force,
+                in_place: true,
             }
+        }
+    }
+
+    /// A path datakey chose (the input's name plus or minus `.dk`): whatever exists there is
+    /// only ever replaced with `force`.
+    pub fn derived(path: PathBuf, force: bool) -> Self {
+        Self::File {
+            path,
+            force,
+            in_place: false,
         }
     }
 }
@@ -204,9 +234,13 @@ impl Output {
     /// Checks the destination (exists? the input itself?) and creates the temporary file.
     /// Nothing is created when a check fails.
     pub fn create(target: &OutputTarget, input: Option<FileId>) -> Result<Self, OutputError> {
-        let (path, force) = match target {
-            OutputTarget::Stdout => return Ok(Self::Stdout(io::stdout().lock())),
-            OutputTarget::File { path, force } => (path, *force),
+        let (path, force, in_place) = match target {
+            OutputTarget::Stdout => return stdout(input),
+            OutputTarget::File {
+                path,
+                force,
+                in_place,
+            } => (path, *force, *in_place),
         };
 
         if let Ok(meta) = fs::metadata(path) {
@@ -214,10 +248,11 @@ impl Output {
                 return Err(OutputError::SameFile(path.clone()));
             }
             let kind = meta.file_type();
-            if kind.is_char_device() || kind.is_fifo() {
+            let is_stream = kind.is_char_device() || kind.is_fifo();
+            if is_stream && in_place {
                 return open_device(path);
             }
-            if !kind.is_file() {
+            if !kind.is_file() && !is_stream {
                 return Err(OutputError::NotAFile(path.clone()));
             }
             if !force {
@@ -381,6 +416,14 @@ impl Write for Writeback {
     }
 }
 
+/// Standard output, unless it is redirected to the input file (`encrypt -o - f >> f`).
+fn stdout(input: Option<FileId>) -> Result<Output, OutputError> {
+    if input.is_some() && input == FileId::of_stdout() {
+        return Err(OutputError::SameFile(PathBuf::from("(standard output)")));
+    }
+    Ok(Output::Stdout(io::stdout().lock()))
+}
+
 /// Opens an existing character device or FIFO for writing, without creating or truncating.
 fn open_device(path: &Path) -> Result<Output, OutputError> {
     fs::OpenOptions::new()
@@ -454,6 +497,7 @@ mod tests {
         let target = OutputTarget::File {
             path: input.clone(),
             force: true,
+            in_place: true,
         };
         assert!(matches!(
             Output::create(&target, id),
@@ -465,6 +509,7 @@ mod tests {
         let target = OutputTarget::File {
             path: link,
             force: true,
+            in_place: true,
         };
         assert!(matches!(
             Output::create(&target, id),
@@ -476,6 +521,7 @@ mod tests {
         let target = OutputTarget::File {
             path: other,
             force: false,
+            in_place: true,
         };
         assert!(matches!(
             Output::create(&target, id),
@@ -490,6 +536,7 @@ mod tests {
         let target = OutputTarget::File {
             path: path.clone(),
             force: false,
+            in_place: true,
         };
         let mut out = Output::create(&target, None).unwrap();
         out.writer().write_all(b"partial").unwrap();
@@ -542,6 +589,7 @@ mod tests {
         let target = OutputTarget::File {
             path: path.clone(),
             force: false,
+            in_place: true,
         };
         let data: Vec<u8> = (0..3 * WRITEBACK_STEP as usize + 5)
             .map(|i| (i % 249) as u8)
@@ -561,6 +609,7 @@ mod tests {
             let target = OutputTarget::File {
                 path: null.to_owned(),
                 force,
+                in_place: true,
             };
             let mut out = Output::create(&target, None).unwrap();
             assert!(matches!(out, Output::Device(_)));
@@ -573,6 +622,7 @@ mod tests {
         let target = OutputTarget::File {
             path: dir.path().to_owned(),
             force: true,
+            in_place: true,
         };
         assert!(matches!(
             Output::create(&target, None),
@@ -598,6 +648,7 @@ mod tests {
         let target = OutputTarget::File {
             path: fifo.clone(),
             force: false,
+            in_place: true,
         };
         let mut out = Output::create(&target, None).unwrap();
         out.writer().write_all(b"through the pipe").unwrap();
@@ -605,6 +656,26 @@ mod tests {
         assert_eq!(reader.join().unwrap(), b"through the pipe");
         assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_fifo_at_a_derived_path_is_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("secret");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+
+        let refused = Output::create(&OutputTarget::derived(fifo.clone(), false), None);
+        assert!(matches!(refused, Err(OutputError::Exists(_))));
+
+        // With --force it is replaced by the file, never written through.
+        let mut out = Output::create(&OutputTarget::derived(fifo.clone(), true), None).unwrap();
+        out.writer().write_all(b"kept here").unwrap();
+        out.commit().unwrap();
+        assert_eq!(fs::read(&fifo).unwrap(), b"kept here");
     }
 
     #[test]

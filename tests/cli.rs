@@ -338,6 +338,81 @@ fn never_replaces_without_force_and_never_writes_over_its_input() {
     );
 }
 
+/// Runs `datakey ARGS` in the sandbox with standard output appended to the file `stdout`.
+fn with_stdout_appending_to(sb: &Sandbox, args: &[&str], stdout: &str) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_datakey"))
+        .current_dir(sb.path("."))
+        .env("DATAKEY_KEYRING", sb.keyring())
+        .args(args)
+        .stdout(
+            fs::File::options()
+                .append(true)
+                .open(sb.path(stdout))
+                .unwrap(),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn standard_output_appending_to_the_input_is_refused() {
+    let (sb, sealed) = encrypted(&pattern(3 << 20, 5), &[]);
+    sb.file("plain", &pattern(3 << 20, 6));
+    let cases = [
+        (["encrypt", "-o", "-", "plain"], "plain"),
+        (["decrypt", "-o", "-", "plain.dk"], "plain.dk"),
+    ];
+    for (args, file) in cases {
+        let (code, stderr) = with_stdout_appending_to(&sb, &args, file);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains("is the input file"), "{stderr}");
+    }
+    assert_eq!(fs::read(sb.path("plain")).unwrap(), pattern(3 << 20, 6));
+    assert_eq!(fs::read(sb.path("plain.dk")).unwrap(), sealed);
+}
+
+#[test]
+fn the_keyring_is_never_an_output() {
+    let (sb, _) = encrypted(b"data", &[]);
+    let keyring = fs::read(sb.keyring()).unwrap();
+    let keyring_name = sb.keyring().display().to_string();
+    for args in [
+        ["encrypt", "--force", "-o", &keyring_name, "plain"],
+        ["decrypt", "--force", "-o", &keyring_name, "plain.dk"],
+    ] {
+        sb.cmd()
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("is the keyring"));
+    }
+    let (code, stderr) =
+        with_stdout_appending_to(&sb, &["encrypt", "-o", "-", "plain"], "keyring.json");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is the keyring"), "{stderr}");
+    assert_eq!(fs::read(sb.keyring()).unwrap(), keyring);
+    sb.cmd().args(["keys", "list"]).assert().success();
+}
+
+#[test]
+fn a_fifo_at_the_default_output_name_counts_as_existing() {
+    let sb = Sandbox::new();
+    sb.file("secret", b"not for the pipe");
+    let status = std::process::Command::new("mkfifo")
+        .arg(sb.path("secret.dk"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    sb.cmd()
+        .args(["encrypt", "secret"])
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists"));
+}
+
 #[test]
 fn inspect_escapes_control_characters_of_the_header() {
     let (sb, sealed) = encrypted(b"payload", &[]);
@@ -383,6 +458,40 @@ fn inspect_needs_no_kms() {
 
     sb.file("junk", b"not a datakey file at all");
     sb.cmd().args(["inspect", "junk"]).assert().code(2);
+}
+
+#[test]
+fn inspect_flags_a_body_that_ends_inside_a_tag() {
+    let (sb, sealed) = encrypted(&pattern(100_000, 3), &["--chunk-size", "4K"]);
+    let inspect = |name: &str| -> serde_json::Value {
+        let out = sb
+            .cmd()
+            .args(["inspect", "--json", name])
+            .assert()
+            .success();
+        serde_json::from_slice(&out.get_output().stdout).unwrap()
+    };
+    let whole = inspect("plain.dk");
+    assert_eq!(whole["truncated"], false);
+    let header_len = whole["header_len"].as_u64().unwrap() as usize;
+
+    let sealed_chunk = 4096 + 16;
+    for (cut, truncated) in [
+        (header_len, true),
+        (header_len + 5, true),
+        (header_len + sealed_chunk + 15, true),
+        (header_len + sealed_chunk, false),
+        (header_len + sealed_chunk + 16, false),
+    ] {
+        sb.file("cut.dk", &sealed[..cut]);
+        assert_eq!(inspect("cut.dk")["truncated"], truncated, "cut at {cut}");
+    }
+    sb.file("cut.dk", &sealed[..header_len + 5]);
+    sb.cmd()
+        .args(["inspect", "cut.dk"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("truncated"));
 }
 
 #[test]
@@ -580,6 +689,35 @@ fn keys_commands_manage_the_keyring() {
         .args(["encrypt", "--key-id", "alias/team", "-o", "two.dk", "plain"])
         .assert()
         .success();
+}
+
+#[test]
+fn keys_list_escapes_control_characters_of_descriptions() {
+    let sb = Sandbox::new();
+    sb.cmd()
+        .args(["keys", "create", "--description", "x\u{1b}[31m\nfake-row"])
+        .assert()
+        .success();
+    let out = sb.cmd().args(["keys", "list"]).assert().success();
+    let listed = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(!listed.contains('\u{1b}'), "{listed:?}");
+    assert_eq!(
+        listed.lines().count(),
+        2,
+        "a header and one key: {listed:?}"
+    );
+    assert!(listed.contains(r"\n"), "{listed:?}");
+}
+
+#[test]
+fn an_unsafe_keyring_gets_no_hint_to_create_a_key() {
+    let (sb, _) = encrypted(b"x", &[]);
+    fs::set_permissions(sb.keyring(), fs::Permissions::from_mode(0o644)).unwrap();
+    sb.cmd()
+        .args(["keys", "list"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("keys create").not());
 }
 
 #[test]

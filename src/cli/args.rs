@@ -171,7 +171,7 @@ pub(crate) struct GenerateArgs {
     #[arg(long, value_name = "ID")]
     pub(crate) key_id: String,
 
-    /// AES_128 or AES_256.
+    /// AES_128 or AES_256 (this, --number-of-bytes or both is required).
     #[arg(long, value_name = "SPEC")]
     pub(crate) key_spec: Option<String>,
 

@@ -12,14 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use datakey::context::EncryptionContext;
 use datakey::envelope::{self, DecryptOptions, EXIT_KMS, EXIT_USAGE, EncryptOptions};
 use datakey::format::{DEFAULT_CHUNK_SIZE, WrappedKey};
-use datakey::io::{OutputTarget, STDIO};
+use datakey::io::{FileId, OutputTarget, STDIO};
 use datakey::kms::cache::{CacheLimits, CachingKms};
 use datakey::kms::tencent::TencentSetupError;
 use datakey::kms::tencent::config::{self as kms_config, BackendChoice};
 use datakey::kms::{KeyLocation, Kms, KmsError, KmsErrorKind};
 
 use super::args::{DecryptArgs, EncryptArgs, OutputArgs};
-use super::{Failure, open_backend, printable, setup_failure};
+use super::{Failure, keyring_path, open_backend, printable, setup_failure};
 
 pub(crate) fn encrypt(keyring: Option<PathBuf>, args: EncryptArgs) -> Result<(), Failure> {
     let context = EncryptionContext::from_assignments(&args.context)
@@ -34,6 +34,7 @@ pub(crate) fn encrypt(keyring: Option<PathBuf>, args: EncryptArgs) -> Result<(),
                 .with_hint("give --key-id ID, or key_id in the --profile"),
         );
     }
+    let keyring_id = keyring_id(keyring.clone());
     let kms = open_backend(keyring, resolved.backend, key_id.is_none())?;
     let kms: Box<dyn Kms> = match args.reuse_data_key {
         0 => kms,
@@ -65,7 +66,42 @@ pub(crate) fn encrypt(keyring: Option<PathBuf>, args: EncryptArgs) -> Result<(),
         options.cipher
     );
 
-    encrypt_batch(kms.as_ref(), &options, &args.output, &args.inputs)
+    let outputs = Outputs {
+        args: &args.output,
+        keyring: keyring_id,
+    };
+    encrypt_batch(kms.as_ref(), &options, &outputs, &args.inputs)
+}
+
+/// Where outputs go, and the keyring they must never replace.
+struct Outputs<'a> {
+    args: &'a OutputArgs,
+    keyring: Option<FileId>,
+}
+
+/// The identity of the local keyring file, if there is one.
+fn keyring_id(flag: Option<PathBuf>) -> Option<FileId> {
+    FileId::of_path(&keyring_path(flag).ok()?)
+}
+
+/// Refuses an output that is the local keyring, with or without `--force`: replacing it would
+/// lose every master key, and with them every file they wrapped.
+fn refuse_keyring(target: &OutputTarget, keyring: Option<FileId>) -> Result<(), Failure> {
+    let output = match target {
+        OutputTarget::Stdout => FileId::of_stdout(),
+        OutputTarget::File { path, .. } => FileId::of_path(path),
+    };
+    if keyring.is_none() || output != keyring {
+        return Ok(());
+    }
+    let name = match target {
+        OutputTarget::Stdout => "standard output".to_owned(),
+        OutputTarget::File { path, .. } => path.display().to_string(),
+    };
+    Err(Failure::new(
+        EXIT_USAGE,
+        format!("output {name} is the keyring: replacing it would lose every master key"),
+    ))
 }
 
 /// How many files of a batch are encrypted at once: enough that one file's sync does not wait
@@ -78,7 +114,7 @@ const BATCH_JOBS: usize = 8;
 fn encrypt_batch(
     kms: &dyn Kms,
     options: &EncryptOptions,
-    output: &OutputArgs,
+    output: &Outputs<'_>,
     inputs: &[PathBuf],
 ) -> Result<(), Failure> {
     if let [input] = inputs {
@@ -126,10 +162,12 @@ fn encrypt_batch(
 fn encrypt_one(
     kms: &dyn Kms,
     options: &EncryptOptions,
-    output: &OutputArgs,
+    output: &Outputs<'_>,
     input: &Path,
 ) -> Result<(), Failure> {
-    let target = output_target(input, output.output.as_deref(), output.force, ".dk")?;
+    let args = output.args;
+    let target = output_target(input, args.output.as_deref(), args.force, ".dk")?;
+    refuse_keyring(&target, output.keyring)?;
     if writes_to_terminal(&target) {
         return Err(
             Failure::new(EXIT_USAGE, "refusing to write encrypted data to a terminal")
@@ -156,6 +194,7 @@ pub(crate) fn decrypt(keyring: Option<PathBuf>, args: DecryptArgs) -> Result<(),
         args.output.force,
         "",
     )?;
+    refuse_keyring(&target, keyring_id(keyring.clone()))?;
     let options = DecryptOptions {
         required_context: required,
         threads: args.output.threads.map(usize::from),
@@ -248,7 +287,7 @@ pub(crate) fn output_target(
         path.push(suffix);
         PathBuf::from(path)
     };
-    Ok(OutputTarget::File { path, force })
+    Ok(OutputTarget::derived(path, force))
 }
 
 /// Whether encrypted output would land on a terminal: stdout, or a path such as /dev/tty.

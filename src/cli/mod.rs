@@ -86,6 +86,10 @@ pub(crate) fn open_local(keyring: Option<PathBuf>) -> Result<LocalKms, Failure> 
     let path = keyring_path(keyring)?;
     LocalKms::open(&path).map_err(|err| {
         let failure = kms_failure(keyring_to_kms_or_usage(err));
+        // A keyring that is there but unusable needs mending, not a new key.
+        if failure.code != EXIT_KMS {
+            return failure;
+        }
         failure.with_hint("create a key with `datakey keys create`, or point --keyring at yours")
     })
 }

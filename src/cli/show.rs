@@ -48,6 +48,7 @@ pub(crate) fn inspection_json(found: &Inspection) -> String {
         "header_len": found.header_len,
         "file_len": found.file_len,
         "plaintext_len": found.plaintext_len,
+        "truncated": found.truncated,
     });
     serde_json::to_string_pretty(&value).expect("json values serialize")
 }
@@ -84,6 +85,9 @@ pub(crate) fn inspection_text(found: &Inspection) -> String {
          plaintext:     {}",
         found.chunks, found.header_len, found.file_len, found.plaintext_len
     );
+    if found.truncated {
+        out += "\nbody:          truncated: it ends inside a chunk's tag, so decrypt will fail";
+    }
     out
 }
 
@@ -132,10 +136,10 @@ pub(crate) fn list_keys(kms: &LocalKms, json: bool) -> Result<(), Failure> {
         table += &format!(
             "\n{:<36}  {:<20}  {:<8}  {:<20}  {}",
             key.key_id,
-            alias,
+            printable(&alias),
             key.state.as_str(),
             format_time(key.create_time),
-            key.description
+            printable(&key.description)
         );
     }
     emit(&table)
