@@ -237,6 +237,55 @@ fn stalled_clients_are_cut_off_and_never_block_others() {
 }
 
 #[test]
+fn a_client_that_never_reads_its_answers_is_cut_off() {
+    let server = TestServer::start_with(|config| config.read_timeout = Duration::from_secs(1));
+    let mut stream = TcpStream::connect(server.server.local_addr()).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+
+    // Pipelined requests whose answers are never read: once the socket buffers fill, the
+    // server's writes wait; after the timeout it drops the connection, so ours fail too.
+    let request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                    Content-Length: 2\r\n\r\n{}";
+    let started = Instant::now();
+    let failure = loop {
+        if let Err(err) = stream.write_all(request) {
+            break err;
+        }
+        assert!(
+            started.elapsed() < support::CALL_TIMEOUT * 3,
+            "never cut off"
+        );
+    };
+    assert!(
+        matches!(
+            failure.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ),
+        "the server held the connection: {failure}"
+    );
+    assert_ok(&tc3(&server.host(), "ListKeys", &json!({})));
+}
+
+#[test]
+fn a_long_query_string_is_answered_in_json() {
+    let server = TestServer::start();
+    let mut stream = TcpStream::connect(server.server.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(support::CALL_TIMEOUT))
+        .unwrap();
+    let query = "a".repeat(32 * 1024);
+    let request = format!("GET /?{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("application/json"), "{answer}");
+}
+
+#[test]
 fn garbage_http_never_kills_the_server() {
     let server = TestServer::start();
     let inputs: [&[u8]; 4] = [

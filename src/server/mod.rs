@@ -16,10 +16,14 @@ pub mod reply;
 mod route;
 
 use std::fmt;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -27,6 +31,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -47,8 +52,9 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most connections open at once; further clients wait in the listen queue.
 pub const MAX_CONNECTIONS: usize = 256;
 
-/// The most bytes of request line and headers buffered for one request (hyper's minimum).
-const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// The most bytes of request line and headers buffered for one request: room for a GET that
+/// carries its parameters in the query (the service allows 32 KB there).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// How often the server looks at the stop flag.
 const STOP_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -68,7 +74,8 @@ pub struct ServeConfig {
     pub credentials: Credentials,
     /// The number of requests whose keyring work may run at once (at least 1).
     pub workers: usize,
-    /// How long a client gets to send a request's headers, and then its body.
+    /// How long a client gets to send a request's headers, then its body, and how long an
+    /// answer may wait on a client that does not read it.
     pub read_timeout: Duration,
 }
 
@@ -280,7 +287,10 @@ fn connect(
         .timer(TokioTimer::new())
         .header_read_timeout(read_timeout)
         .max_buf_size(MAX_HEADER_BYTES)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(
+            TokioIo::new(TimedWrites::new(stream, read_timeout)),
+            service,
+        );
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
         if let Err(err) = connection.await {
@@ -288,6 +298,77 @@ fn connect(
         }
         drop(permit);
     });
+}
+
+/// A connection whose writes fail once one has waited `timeout` on a client that does not read
+/// its answers; hyper's own timers only guard reading.
+struct TimedWrites {
+    stream: TcpStream,
+    timeout: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl TimedWrites {
+    fn new(stream: TcpStream, timeout: Duration) -> Self {
+        Self {
+            stream,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// Passes a finished write through; on a pending one, starts or checks the deadline.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let timeout = self.timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading its answers",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for TimedWrites {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TimedWrites {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.watch(cx, polled)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.stream).poll_flush(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Waits up to [`SHUTDOWN_GRACE`] for open connections to answer and close.
