@@ -631,15 +631,19 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
+    fn make_fifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     #[test]
     fn writes_fifos_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        let status = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        make_fifo(&fifo);
         let reader = {
             let fifo = fifo.clone();
             std::thread::spawn(move || fs::read(fifo).unwrap())
@@ -662,11 +666,7 @@ mod tests {
     fn a_fifo_at_a_derived_path_is_an_existing_file() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("secret");
-        let status = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        make_fifo(&fifo);
 
         let refused = Output::create(&OutputTarget::derived(fifo.clone(), false), None);
         assert!(matches!(refused, Err(OutputError::Exists(_))));
