@@ -87,17 +87,13 @@ fn keyring_id(flag: Option<PathBuf>) -> Option<FileId> {
 /// Refuses an output that is the local keyring, with or without `--force`: replacing it would
 /// lose every master key, and with them every file they wrapped.
 fn refuse_keyring(target: &OutputTarget, keyring: Option<FileId>) -> Result<(), Failure> {
-    let output = match target {
-        OutputTarget::Stdout => FileId::of_stdout(),
-        OutputTarget::File { path, .. } => FileId::of_path(path),
+    let (output, name) = match target {
+        OutputTarget::Stdout => (FileId::of_stdout(), "standard output".to_owned()),
+        OutputTarget::File { path, .. } => (FileId::of_path(path), path.display().to_string()),
     };
     if keyring.is_none() || output != keyring {
         return Ok(());
     }
-    let name = match target {
-        OutputTarget::Stdout => "standard output".to_owned(),
-        OutputTarget::File { path, .. } => path.display().to_string(),
-    };
     Err(Failure::new(
         EXIT_USAGE,
         format!("output {name} is the keyring: replacing it would lose every master key"),

@@ -301,10 +301,13 @@ async fn read_body(
             if seen > MAX_DRAINED_LEN {
                 break;
             }
-            let mut data = Vec::from(data);
-            if seen <= MAX_BODY_LEN {
-                read.extend_from_slice(&data);
+            if seen > MAX_BODY_LEN {
+                // Refused whatever follows: drop (and wipe) what was kept, only count the rest.
+                read = Zeroizing::new(Vec::new());
+                continue;
             }
+            let mut data = Vec::from(data);
+            read.extend_from_slice(&data);
             data.zeroize();
         }
         Ok(())
